@@ -1,0 +1,137 @@
+"""Compile-time functions visible in every `.net` file: ranges, shape queries, tensor
+fillers and initialiser constructors. None of them can reach the host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netc.compiler import dims as D
+from netc.compiler.ir import DType, Init, Value
+from netc.compiler.ops.registry import Arg
+from netc.compiler.values import Intrinsic, describe
+from netc.dsl.errors import NetcLimitError, NetcTypeError, Span
+
+_MAX_RANGE = 1_000_000
+
+
+def _range(elab, span: Span, start: int, stop: int | None, step: int) -> list[int]:
+    if stop is None:
+        start, stop = 0, start
+    if step == 0:
+        raise NetcTypeError("range() step must not be zero", span)
+    n = len(range(start, stop, step))
+    if n > _MAX_RANGE:
+        raise NetcLimitError(f"range() of {n} items is over the limit of {_MAX_RANGE}", span)
+    return list(range(start, stop, step))
+
+
+def _enumerate(elab, span: Span, items: Any, start: int) -> list[tuple[int, Any]]:
+    return [(i + start, v) for i, v in enumerate(_sequence(items, span, "enumerate"))]
+
+
+def _zip(elab, span: Span, lists: tuple) -> list[tuple]:
+    return [tuple(t) for t in zip(*(_sequence(x, span, "zip") for x in lists))]
+
+
+def _len(elab, span: Span, items: Any) -> int:
+    if isinstance(items, Value):
+        raise NetcTypeError("len() of a tensor; use dim(x, axis)", span)
+    return len(_sequence(items, span, "len"))
+
+
+def _sequence(items: Any, span: Span, fname: str) -> list | tuple | str:
+    if not isinstance(items, list | tuple | str):
+        raise NetcTypeError(f"{fname}() expects a list; got {describe(items)}", span)
+    return items
+
+
+def _dim(elab, span: Span, x: Value, axis: int) -> D.Dim:
+    elab.b.span = span
+    return x.type.shape[elab.b.axis(axis, x.type.rank)]
+
+
+def _channels(elab, span: Span, x: Value) -> D.Dim:
+    if x.type.rank < 2:
+        raise NetcTypeError(f"channels() needs a tensor of rank >= 2 (axis 1 is the channel axis); got {x.type}",
+                            span)
+    return x.type.shape[1]
+
+
+def _rank(elab, span: Span, x: Value) -> int:
+    return x.type.rank
+
+
+def _shape(elab, span: Span, x: Value) -> tuple:
+    return tuple(x.type.shape)
+
+
+def _minmax(pick):
+    def fn(elab, span: Span, values: tuple) -> Any:
+        items = list(values[0]) if len(values) == 1 and isinstance(values[0], list | tuple) else list(values)
+        if not items or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
+            raise NetcTypeError(f"{pick.__name__}() expects numbers", span)
+        return pick(items)
+    return fn
+
+
+def _fill(value: float):
+    def fn(elab, span: Span, shape: tuple, dtype: DType) -> Value:
+        for d in shape:
+            if isinstance(d, int) and d <= 0:
+                raise NetcTypeError(f"dimensions must be positive; got {d}", span)
+        elab.b.begin_layer("fill", span)
+        return elab.b.emit("fill", [], {"shape": tuple(shape), "value": value, "dtype": dtype})[0]
+    return fn
+
+
+def _init(scheme: str, *names: str):
+    def fn(elab, span: Span, **args: float) -> Init:
+        return Init(scheme, tuple((k, float(v)) for k, v in args.items() if k in names))
+    return fn
+
+
+def _to_int(elab, span: Span, x: Any) -> int:
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        raise NetcTypeError(f"int() expects a number; got {describe(x)}", span)
+    return int(x)
+
+
+def _to_float(elab, span: Span, x: Any) -> float:
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        raise NetcTypeError(f"float() expects a number; got {describe(x)}", span)
+    return float(x)
+
+
+_FILL_SIG = (Arg("shape", "dim", variadic=True), Arg("dtype", "dtype", DType.f32))
+
+INTRINSICS: dict[str, Any] = {
+    i.name: i
+    for i in [
+        Intrinsic("range", (Arg("start", "int"), Arg("stop", "int", None), Arg("step", "int", 1)), _range,
+                  "range(stop) or range(start, stop, step): a list of integers"),
+        Intrinsic("enumerate", (Arg("items", "any"), Arg("start", "int", 0)), _enumerate,
+                  "pairs (index, item)"),
+        Intrinsic("zip", (Arg("lists", "any", variadic=True),), _zip, "tuples of corresponding items"),
+        Intrinsic("len", (Arg("items", "any"),), _len, "length of a list"),
+        Intrinsic("dim", (Arg("x", "tensor"), Arg("axis", "int")), _dim, "size of one axis (int or symbolic)"),
+        Intrinsic("channels", (Arg("x", "tensor"),), _channels, "size of axis 1"),
+        Intrinsic("rank", (Arg("x", "tensor"),), _rank, "number of axes"),
+        Intrinsic("shape", (Arg("x", "tensor"),), _shape, "tuple of all dims"),
+        Intrinsic("min", (Arg("values", "any", variadic=True),), _minmax(min), "smallest number"),
+        Intrinsic("max", (Arg("values", "any", variadic=True),), _minmax(max), "largest number"),
+        Intrinsic("int", (Arg("x", "any"),), _to_int, "truncate to an integer"),
+        Intrinsic("float", (Arg("x", "any"),), _to_float, "a float"),
+        Intrinsic("zeros", _FILL_SIG, _fill(0.0), "a tensor of zeros; also an initialiser"),
+        Intrinsic("ones", _FILL_SIG, _fill(1.0), "a tensor of ones; also an initialiser"),
+        Intrinsic("normal", (Arg("std", "float", 0.01), Arg("mean", "float", 0.0)),
+                  _init("normal", "std", "mean"), "initialiser: normal(std, mean)"),
+        Intrinsic("uniform", (Arg("low", "float", -0.05), Arg("high", "float", 0.05)),
+                  _init("uniform", "low", "high"), "initialiser: uniform(low, high)"),
+        Intrinsic("constant", (Arg("value", "float"),), _init("constant", "value"),
+                  "initialiser: every element = value"),
+    ]
+}
+for _scheme in ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal"):
+    INTRINSICS[_scheme] = Init(_scheme)
+INTRINSICS["glorot"] = Init("glorot_uniform")
+INTRINSICS["he"] = Init("he_normal")

@@ -1,0 +1,20 @@
+"""Resource guards: checked before anything is allocated, so a typo like `dense(10**12)`
+or a runaway `for` is a located error instead of an out-of-memory kill."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_param_bytes: int = 8 * 2**30  # 8 GiB of parameters
+    max_ops: int = 200_000  # ops after unrolling
+    max_depth: int = 64  # nested block instantiations
+    max_import_depth: int = 32
+    max_rank: int = 8
+    max_loop_iterations: int = 100_000  # compile-time `for` iterations in total
+    max_tensor_elements: int = 2**40  # any single static tensor shape
+
+
+DEFAULT_LIMITS = Limits()

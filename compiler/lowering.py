@@ -1,0 +1,212 @@
+"""IR -> ONNX. Each op's registry entry lowers itself through a `LowerContext`; this module
+owns naming, initializers, symbolic-dim materialisation and the model wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from netc.compiler import dims as D
+from netc.compiler.ir import Graph, Op, TensorType, Value
+from netc.compiler.ops import REGISTRY
+
+DEFAULT_OPSET = 21
+SUPPORTED_OPSETS = range(18, 24)  # every op netc emits is tested at the default; these load too
+IR_VERSION_FOR_OPSET = {18: 8, 19: 9, 20: 9, 21: 10, 22: 10, 23: 11}
+
+
+def value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
+    dims: list[int | str | None] = [d if isinstance(d, int) else D.dim_str(d) for d in t.shape]
+    return helper.make_tensor_value_info(name, t.dtype.onnx, dims)
+
+
+class LowerContext:
+    """What an op's `lower` sees: node and initializer factories, unique names, and the
+    runtime value of symbolic dims."""
+
+    def __init__(self, graph: Graph, opset: int):
+        self.graph = graph
+        self.opset = opset
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[TensorProto] = []
+        self._names: dict[int, str] = {}
+        self._used: set[str] = set()
+        self._consts: dict[tuple, str] = {}
+        self._symbol_sources: dict[str, tuple[str, int]] = {}
+        self._shape_of: dict[str, str] = {}
+        self._op: Op | None = None
+        for v in graph.inputs:
+            for axis, d in enumerate(v.type.shape):
+                if isinstance(d, D.Sym) and len(d.terms) == 1 and d.terms[0][1] == 1 \
+                        and len(d.terms[0][0]) == 1 and isinstance(d.terms[0][0][0], str):
+                    self._symbol_sources.setdefault(d.terms[0][0][0], (v.name, axis))
+
+    # ----------------------------------------------------------------- names
+    def fresh(self, hint: str) -> str:
+        base = "".join(c if c.isalnum() or c in "._" else "_" for c in hint) or "v"
+        name, n = base, 1
+        while name in self._used:
+            name = f"{base}_{n}"
+            n += 1
+        self._used.add(name)
+        return name
+
+    def reserve(self, name: str) -> None:
+        self._used.add(name)
+
+    def name_of(self, value: Value) -> str:
+        return self._names[id(value)]
+
+    def bind(self, value: Value, name: str) -> None:
+        self._names[id(value)] = name
+
+    def has(self, value: Value) -> bool:
+        return id(value) in self._names
+
+    # ----------------------------------------------------------------- nodes and constants
+    def node(self, op_type: str, inputs: Sequence[str], n_out: int = 1, outputs: Sequence[str] | None = None,
+             domain: str = "", **attrs: Any) -> list[str]:
+        hint = (self._op.label or self._op.kind) if self._op is not None else op_type.lower()
+        outs = list(outputs) if outputs is not None else [self.fresh(f"{hint}/{op_type}") for _ in range(n_out)]
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=self.fresh(f"{hint}/{op_type}#"),
+                                           domain=domain or None, **attrs))
+        return outs
+
+    def const(self, array: np.ndarray, hint: str = "const") -> str:
+        array = np.asarray(array)
+        key = (array.dtype.str, array.shape, array.tobytes()) if array.size <= 64 else None
+        if key is not None and key in self._consts:
+            return self._consts[key]
+        name = self.fresh(hint)
+        self.initializers.append(numpy_helper.from_array(array, name))
+        if key is not None:
+            self._consts[key] = name
+        return name
+
+    def ints(self, values: Sequence[int]) -> str:
+        return self.const(np.asarray(values, dtype=np.int64), "ints")
+
+    def dtype_of(self, op: Op, onnx_name: str) -> np.dtype:
+        return op.inputs[0].type.dtype.numpy if op.inputs else np.dtype(np.float32)
+
+    def shape_tensor(self, dims: Sequence[D.Dim]) -> str:
+        """An int64 1-D tensor holding `dims`, computing symbolic dims from the graph inputs."""
+        if all(isinstance(d, int) for d in dims):
+            return self.ints(list(dims))
+        parts = [self.dim_tensor(d) for d in dims]
+        return self.node("Concat", parts, axis=0)[0]
+
+    def dim_tensor(self, d: D.Dim) -> str:
+        """A 1-element int64 tensor holding dim `d` at run time."""
+        if isinstance(d, int):
+            return self.ints([d])
+        total: str | None = None
+        for mono, coeff in d.terms:
+            term = self.ints([coeff]) if coeff != 1 or not mono else None
+            for atom in mono:
+                if isinstance(atom, str):
+                    factor = self._symbol(atom)
+                else:
+                    factor = self.node("Div", [self.dim_tensor(atom.numerator), self.ints([atom.denominator])])[0]
+                term = factor if term is None else self.node("Mul", [term, factor])[0]
+            assert term is not None
+            total = term if total is None else self.node("Add", [total, term])[0]
+        assert total is not None
+        return total
+
+    def _symbol(self, name: str) -> str:
+        if name not in self._symbol_sources:
+            raise RuntimeError(f"symbolic dim {name} does not appear in any input shape")
+        source, axis = self._symbol_sources[name]
+        if source not in self._shape_of:
+            self._shape_of[source] = self.node("Shape", [source])[0]
+        key = f"{source}:{axis}"
+        if key not in self._shape_of:
+            self._shape_of[key] = self.node("Slice", [self._shape_of[source], self.ints([axis]),
+                                                      self.ints([axis + 1])])[0]
+        return self._shape_of[key]
+
+    # ----------------------------------------------------------------- driving
+    def lower_ops(self, ops: Sequence[Op]) -> None:
+        for op in ops:
+            self._op = op
+            inputs = ["" if v is None else self.name_of(v) for v in op.inputs]
+            outs = REGISTRY[op.kind].lower(self, op, inputs)
+            if len(outs) != len(op.outputs):
+                raise RuntimeError(f"lowering of {op.kind} returned {len(outs)} outputs, expected {len(op.outputs)}")
+            for value, name in zip(op.outputs, outs):
+                self.bind(value, name)
+        self._op = None
+
+
+def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET,
+                metadata: Mapping[str, str] | None = None, expose_all: bool = False) -> onnx.ModelProto:
+    """Build the ONNX model of `graph` with `params` as initializers.
+
+    `expose_all` also makes every intermediate value a graph output, so a verifier can
+    compare onnxruntime with the reference op by op.
+    """
+    ctx = LowerContext(graph, opset)
+    for v in graph.inputs:
+        ctx.reserve(v.name)
+        ctx.bind(v, v.name)
+    for name in graph.outputs:
+        ctx.reserve(name)
+    initializers = []
+    for p in graph.params:
+        value = graph.param_values[p.name]
+        ctx.reserve(p.name)
+        ctx.bind(value, p.name)
+        initializers.append(numpy_helper.from_array(np.ascontiguousarray(params[p.name]), p.name))
+    # Name each output's producing op result after the output, so no Identity is needed.
+    renamed: dict[int, str] = {}
+    for name, value in graph.outputs.items():
+        if value.producer is not None and id(value) not in renamed:
+            renamed[id(value)] = name
+    ctx.lower_ops(graph.ops)
+    produced = {o for node in ctx.nodes for o in node.output}
+    out_names = {}
+    for name, value in graph.outputs.items():
+        internal = ctx.name_of(value)
+        if renamed.get(id(value)) == name and internal in produced:
+            _rename(ctx, internal, name)
+            ctx.bind(value, name)
+        else:
+            ctx.node("Identity", [internal], outputs=[name])
+        out_names[name] = value
+    outputs = [value_info(n, v.type) for n, v in out_names.items()]
+    if expose_all:
+        seen = {ctx.name_of(v) for v in graph.outputs.values()}
+        for op in graph.ops:
+            for v in op.outputs:
+                n = ctx.name_of(v)
+                if n not in seen and n in produced:
+                    outputs.append(value_info(n, v.type))
+                    seen.add(n)
+    onnx_graph = helper.make_graph(
+        ctx.nodes, graph.name, [value_info(v.name, v.type) for v in graph.inputs], outputs,
+        initializer=initializers + ctx.initializers,
+    )
+    model = helper.make_model(
+        onnx_graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="netc",
+        ir_version=IR_VERSION_FOR_OPSET.get(opset, 10),
+    )
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model
+
+
+def _rename(ctx: LowerContext, old: str, new: str) -> None:
+    for node in ctx.nodes:
+        for i, name in enumerate(node.output):
+            if name == old:
+                node.output[i] = new
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new

@@ -1,0 +1,18 @@
+"""The op registry, one module per family. Importing this package registers every op."""
+
+from netc.compiler.ops import (  # noqa: F401  (importing registers the ops)
+    activations,
+    conv,
+    dense,
+    elementwise,
+    embed,
+    norm,
+    pool,
+    recurrent,
+    reduce,
+    shape,
+    tensor,
+)
+from netc.compiler.ops.registry import REGISTRY, Arg, Case, OpDef, register
+
+__all__ = ["REGISTRY", "Arg", "Case", "OpDef", "register"]

@@ -1,0 +1,121 @@
+"""Parameter values: deterministic seeded initialisation, and loading trained weights by name
+from `.npz` or `.safetensors` files (never pickle)."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from netc.compiler.ir import DType, Graph, Param
+from netc.dsl.errors import NetcWeightsError
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    # Each parameter draws from its own stream keyed by (seed, name): adding a layer does
+    # not change the initial values of the others.
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest, "little")])
+
+
+def initialise(param: Param, seed: int) -> np.ndarray:
+    init = param.init
+    shape = param.shape
+    dtype = param.dtype.numpy
+    scheme = init.scheme
+    if scheme == "zeros":
+        return np.zeros(shape, dtype)
+    if scheme == "ones":
+        return np.ones(shape, dtype)
+    if scheme == "constant":
+        return np.full(shape, init.arg("value", 0.0), dtype)
+    rng = _rng(seed, param.name)
+    fan_in, fan_out = param.fan_in, param.fan_out
+    if scheme == "glorot_uniform":
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        values = rng.uniform(-limit, limit, shape)
+    elif scheme == "glorot_normal":
+        values = rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), shape)
+    elif scheme == "he_uniform":
+        limit = np.sqrt(6.0 / fan_in)
+        values = rng.uniform(-limit, limit, shape)
+    elif scheme == "he_normal":
+        values = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+    elif scheme == "lecun_normal":
+        values = rng.normal(0.0, np.sqrt(1.0 / fan_in), shape)
+    elif scheme == "normal":
+        values = rng.normal(init.arg("mean", 0.0), init.arg("std", 0.01), shape)
+    elif scheme == "uniform":
+        values = rng.uniform(init.arg("low", -0.05), init.arg("high", 0.05), shape)
+    else:  # pragma: no cover - schemes are validated when parsed
+        raise ValueError(f"unknown initialiser {scheme}")
+    return values.astype(dtype, copy=False)
+
+
+def read_weight_file(path: str | Path) -> dict[str, np.ndarray]:
+    """Tensors by name from `.npz` or `.safetensors`; corrupt files are a `NetcWeightsError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise NetcWeightsError(f"weight file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        if suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            return dict(load_file(str(path)))
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as err:
+        raise NetcWeightsError(f"cannot read weight file {path}: {err}") from None
+    except Exception as err:  # safetensors raises its own error type for corrupt headers
+        if type(err).__name__ in ("SafetensorError", "HeaderTooLarge", "InvalidHeader"):
+            raise NetcWeightsError(f"cannot read weight file {path}: {err}") from None
+        raise
+    raise NetcWeightsError(f"weight files are .npz or .safetensors; got {path.name}")
+
+
+def materialise(graph: Graph, seed: int = 0, weights: Mapping[str, np.ndarray] | None = None,
+                source: str = "weights", strict: bool = True) -> dict[str, np.ndarray]:
+    """Values for every parameter: loaded from `weights` when given, else initialised.
+
+    With `weights`, every parameter must be present with its exact shape and a compatible
+    dtype, and no tensor may be left over (`strict`).
+    """
+    values: dict[str, np.ndarray] = {}
+    problems: list[str] = []
+    if weights is not None:
+        expected = {p.name for p in graph.params}
+        missing = [p.name for p in graph.params if p.name not in weights]
+        extra = sorted(set(weights) - expected)
+        if missing:
+            problems.append(f"missing {len(missing)} tensor(s): " + ", ".join(missing[:5])
+                            + (" ..." if len(missing) > 5 else ""))
+        if extra and strict:
+            problems.append(f"{len(extra)} unexpected tensor(s): " + ", ".join(extra[:5])
+                            + (" ..." if len(extra) > 5 else ""))
+    for p in graph.params:
+        if weights is not None and p.name in weights:
+            array = np.asarray(weights[p.name])
+            if tuple(array.shape) != p.shape:
+                problems.append(f"'{p.name}' has shape {list(array.shape)}, the network expects {list(p.shape)}")
+                continue
+            if not _dtype_compatible(array.dtype, p.dtype):
+                problems.append(f"'{p.name}' has dtype {array.dtype}, the network expects {p.dtype.value}")
+                continue
+            values[p.name] = np.ascontiguousarray(array.astype(p.dtype.numpy, copy=False))
+        elif weights is None:
+            values[p.name] = initialise(p, seed)
+    if problems:
+        raise NetcWeightsError(f"{source} do not match network '{graph.name}': " + "; ".join(problems),
+                               None, ["`netc params FILE` lists the expected names and shapes"])
+    return values
+
+
+def _dtype_compatible(have: np.dtype, want: DType) -> bool:
+    if want.is_float:
+        return np.issubdtype(have, np.floating)
+    return have == want.numpy

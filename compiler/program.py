@@ -1,0 +1,110 @@
+"""Loading a program: a root `.net` file and everything it imports.
+
+Imports resolve relative to the importing file, must name `.net` files, and may not leave
+the import root (the root file's folder, unless `allow_import_root` widens it). Cycles are
+reported with the chain that forms them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netc.compiler.limits import DEFAULT_LIMITS, Limits
+from netc.dsl import ast
+from netc.dsl.errors import NetcImportError, NetcNameError, Span
+from netc.dsl.parser import parse_file, parse_source
+
+
+@dataclass
+class ModuleInfo:
+    """A parsed file and the definitions it makes visible (its own and its imports')."""
+
+    module: ast.Module
+    consts: dict[str, ast.Const] = field(default_factory=dict)
+    blocks: dict[str, ast.BlockDef] = field(default_factory=dict)
+    networks: dict[str, ast.NetworkDef] = field(default_factory=dict)
+    imports: list[ModuleInfo] = field(default_factory=list)
+    # name -> the module that defines it, for everything visible in this module
+    visible: dict[str, ModuleInfo] = field(default_factory=dict)
+
+
+@dataclass
+class Program:
+    root: ModuleInfo
+    modules: dict[str, ModuleInfo]
+
+    @property
+    def networks(self) -> dict[str, ast.NetworkDef]:
+        return self.root.networks
+
+
+class _Loader:
+    def __init__(self, import_root: Path, limits: Limits):
+        self.import_root = import_root.resolve()
+        self.limits = limits
+        self.modules: dict[str, ModuleInfo] = {}
+        self.stack: list[str] = []
+
+    def load(self, path: Path, text: str | None, span: Span | None) -> ModuleInfo:
+        key = str(path.resolve()) if text is None else str(path)
+        if key in self.stack:
+            chain = " -> ".join(Path(p).name for p in [*self.stack[self.stack.index(key):], key])
+            raise NetcImportError(f"import cycle: {chain}", span)
+        if key in self.modules:
+            return self.modules[key]
+        if len(self.stack) >= self.limits.max_import_depth:
+            raise NetcImportError(f"imports nest deeper than {self.limits.max_import_depth} files", span)
+        self.stack.append(key)
+        try:
+            module = parse_source(text, str(path)) if text is not None else parse_file(path)
+            info = ModuleInfo(module)
+            for item in module.items:
+                if isinstance(item, ast.Import):
+                    info.imports.append(self.load(self._resolve(path, item), None, item.span))
+            self._collect(info)
+        finally:
+            self.stack.pop()
+        self.modules[key] = info
+        return info
+
+    def _resolve(self, importer: Path, item: ast.Import) -> Path:
+        raw = item.path
+        if not raw.endswith(".net"):
+            raise NetcImportError(f"imports name .net files; got \"{raw}\"", item.span)
+        if Path(raw).is_absolute() or raw.startswith("~"):
+            raise NetcImportError(f"absolute import \"{raw}\" is not allowed", item.span,
+                                  ["imports are relative to the importing file"])
+        target = (importer.parent / raw).resolve()
+        if not target.is_relative_to(self.import_root):
+            raise NetcImportError(
+                f"import \"{raw}\" leaves the import root {self.import_root}", item.span,
+                ["pass --allow-import-root DIR to permit imports below DIR"])
+        if not target.is_file():
+            raise NetcImportError(f"cannot find imported file \"{raw}\" (looked for {target})", item.span)
+        return target
+
+    def _collect(self, info: ModuleInfo) -> None:
+        for imported in info.imports:  # imports are transitive; later ones shadow earlier
+            info.visible.update(imported.visible)
+        seen: dict[str, Span] = {}
+        for item in info.module.items:
+            if isinstance(item, ast.Import):
+                continue
+            if item.name in seen:
+                raise NetcNameError(f"'{item.name}' is defined twice in this file", item.span,
+                                    [f"the first definition is at {seen[item.name]}"])
+            seen[item.name] = item.span
+            table = {ast.Const: info.consts, ast.BlockDef: info.blocks, ast.NetworkDef: info.networks}[type(item)]
+            table[item.name] = item
+            info.visible[item.name] = info
+
+
+def load_program(path: str | Path, text: str | None = None, allow_import_root: str | Path | None = None,
+                 limits: Limits = DEFAULT_LIMITS) -> Program:
+    """Parse `path` (or `text`, named `path`) and its imports."""
+    path = Path(path)
+    root_dir = Path(allow_import_root) if allow_import_root else path.parent
+    loader = _Loader(root_dir, limits)
+    root = loader.load(path, text, None)
+    return Program(root, loader.modules)

@@ -1,0 +1,41 @@
+"""Shape rules shared by many ops: broadcasting, axis handling, equality of symbolic dims."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from netc.compiler.dims import Dim
+from netc.compiler.ir import TensorType
+
+
+def same_dim(a: Dim, b: Dim) -> bool:
+    return a == b  # canonical form: structural equality is algebraic equality
+
+
+def broadcast_shapes(a: Sequence[Dim], b: Sequence[Dim]) -> tuple[Dim, ...] | None:
+    """NumPy broadcasting over symbolic dims; None when the shapes do not broadcast.
+    A symbolic dim broadcasts only against itself or 1: netc never guesses that N == 5."""
+    out: list[Dim] = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if same_dim(x, y) or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            return None
+    return tuple(reversed(out))
+
+
+def numel(shape: Sequence[Dim]) -> Dim:
+    from netc.compiler import dims as D
+
+    total: Dim = 1
+    for d in shape:
+        total = D.mul(total, d)
+    return total
+
+
+def describe_types(types: Sequence[TensorType | None]) -> str:
+    return " and ".join(str(t) for t in types if t is not None)

@@ -1,0 +1,158 @@
+"""Compile-time values of the elaborator and the conversion of arguments to the kinds an
+op's signature asks for (`int`, `act`, `init`, ...), with located errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from netc.compiler import dims as D
+from netc.compiler.ir import DType, Init, Value
+from netc.compiler.ops.registry import Arg, OpDef
+from netc.dsl import ast
+from netc.dsl.errors import NetcTypeError, Span
+
+
+@dataclass(frozen=True, eq=False)
+class BlockFn:
+    """A user-defined block, closed over the module that defines it."""
+
+    defn: ast.BlockDef
+    module: Any  # program.ModuleInfo
+
+    @property
+    def name(self) -> str:
+        return self.defn.name
+
+
+@dataclass(frozen=True, eq=False)
+class Builtin:
+    """A registry op as a callable value (`dense`, `relu`, ...)."""
+
+    opdef: OpDef
+
+    @property
+    def name(self) -> str:
+        return self.opdef.name
+
+
+@dataclass(frozen=True, eq=False)
+class Intrinsic:
+    """A compile-time function (`range`, `dim`, `zeros`, ...). `fn(elab, span, **args)`."""
+
+    name: str
+    signature: tuple[Arg, ...]
+    fn: Callable[..., Any]
+    doc: str = ""
+
+
+INIT_SCHEMES = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal",
+                "normal", "uniform", "zeros", "ones", "constant")
+
+
+def describe(value: Any) -> str:
+    """How a value reads in an error message."""
+    if isinstance(value, Value):
+        return f"tensor {value.type}"
+    if isinstance(value, bool):
+        return f"bool {str(value).lower()}"
+    if isinstance(value, int):
+        return f"int {value}"
+    if isinstance(value, float):
+        return f"float {value:g}"
+    if isinstance(value, str):
+        return f'string "{value}"'
+    if isinstance(value, D.Sym):
+        return f"symbolic dim {value}"
+    if isinstance(value, list):
+        return f"list of {len(value)}"
+    if isinstance(value, tuple):
+        return f"tuple of {len(value)}"
+    if value is None:
+        return "none"
+    if isinstance(value, BlockFn):
+        return f"block '{value.name}'"
+    if isinstance(value, Builtin):
+        return f"layer '{value.name}'"
+    if isinstance(value, Intrinsic):
+        return f"function '{value.name}'"
+    if isinstance(value, DType):
+        return f"dtype {value.value}"
+    if isinstance(value, Init):
+        return f"initialiser {value}"
+    return type(value).__name__
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def convert(value: Any, arg: Arg, span: Span, fname: str) -> Any:
+    """Check `value` against `arg.kind` and return it in the op's preferred form."""
+
+    def fail(expected: str, *hints: str) -> NetcTypeError:
+        return NetcTypeError(f"{fname}: '{arg.name}' expects {expected}; got {describe(value)}", span, hints)
+
+    kind = arg.kind
+    if kind == "any":
+        return value
+    if kind == "tensor":
+        if not isinstance(value, Value):
+            raise fail("a tensor")
+        return value
+    if kind in ("int", "dim"):
+        if kind == "dim" and isinstance(value, D.Sym):
+            return value
+        if isinstance(value, D.Sym):
+            raise fail("an integer known at compile time", f"give {value} a value with `--set`")
+        if not _is_int(value):
+            raise fail("an integer")
+        if arg.positive and value <= 0:
+            raise NetcTypeError(f"{fname}: '{arg.name}' must be positive; got {value}", span)
+        return value
+    if kind == "float":
+        if not (_is_int(value) or isinstance(value, float)):
+            raise fail("a number")
+        return float(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise fail("a string")
+        return value
+    if kind == "choice":
+        text = value.name if isinstance(value, Builtin | Intrinsic) else value
+        if isinstance(value, ast.Name):
+            text = value.id
+        if not isinstance(text, str) or text not in arg.choices:
+            raise fail("one of " + ", ".join(arg.choices))
+        return text
+    if kind == "ints":
+        items = value if isinstance(value, list | tuple) else [value]
+        if not items or not all(_is_int(i) for i in items):
+            raise fail("an integer or a list of integers")
+        if arg.positive and any(i <= 0 for i in items):
+            raise NetcTypeError(f"{fname}: '{arg.name}' must be positive; got {value}", span)
+        return tuple(items)
+    if kind == "act":
+        if value is None or value == "none":
+            return None
+        if isinstance(value, Builtin) and value.opdef.activation:
+            return value.name
+        raise fail("an activation (relu, sigmoid, tanh, ...) or none")
+    if kind == "init":
+        if isinstance(value, Init):
+            return value
+        if _is_int(value) or isinstance(value, float):
+            return Init("constant", (("value", float(value)),))
+        if isinstance(value, Intrinsic) and value.name in ("zeros", "ones"):
+            return Init(value.name)
+        raise fail("an initialiser (" + ", ".join(INIT_SCHEMES) + ") or a number")
+    if kind == "dtype":
+        if not isinstance(value, DType):
+            raise fail("a dtype (f32, f64, i64, ...)")
+        return value
+    raise AssertionError(f"unknown argument kind {kind}")

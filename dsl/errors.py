@@ -1,0 +1,132 @@
+"""Source spans, the error hierarchy and the compiler-style renderer.
+
+Every error a user can cause is a `NetcError` carrying the `Span` of the source that
+caused it; the CLI turns it into exit code 1. Anything else escaping is a bug in netc.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A half-open region of a source file; lines and columns are 1-based."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class NetcError(Exception):
+    """A mistake in the user's input, located in their source when a span is known."""
+
+    kind = "error"
+
+    def __init__(self, message: str, span: Span | None = None, hints: Iterable[str] = ()):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hints = [h for h in hints if h]
+        self.notes: list[tuple[Span, str]] = []
+
+    def with_note(self, span: Span | None, message: str) -> NetcError:
+        """Attach a secondary location, e.g. the block call that led to this error."""
+        if span is not None:
+            self.notes.append((span, message))
+        return self
+
+    def render(self, sources: SourceCache | None = None) -> str:
+        return render(self, sources or SourceCache())
+
+
+class NetcSyntaxError(NetcError):
+    """The text does not follow the grammar."""
+
+
+class NetcNameError(NetcError):
+    """An unknown or duplicate name, keyword or layer."""
+
+
+class NetcTypeError(NetcError):
+    """A value of the wrong kind: wrong arity, argument type or dtype."""
+
+
+class NetcShapeError(NetcError):
+    """Tensor shapes that do not fit together."""
+
+
+class NetcImportError(NetcError):
+    """An import that cannot be resolved, escapes its root, or forms a cycle."""
+
+
+class NetcWeightsError(NetcError):
+    """A weight file that is missing, corrupt, or does not match the parameters."""
+
+
+class NetcInputError(NetcError):
+    """Run-time inputs with wrong names, shapes or dtypes, or a bad command-line value."""
+
+
+class NetcLimitError(NetcError):
+    """A resource guard tripped: too many parameters, ops, or too deep an elaboration."""
+
+
+class NetcVerifyError(NetcError):
+    """onnxruntime and the reference interpreter disagree."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A 'did you mean' hint for an unknown name, or None when nothing is close."""
+    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
+    if not matches:
+        return None
+    return "did you mean " + " or ".join(f"'{m}'" for m in matches) + "?"
+
+
+@dataclass
+class SourceCache:
+    """Source texts by file name, so the renderer can quote lines."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+
+    def line(self, file: str, line: int) -> str | None:
+        if file not in self.texts:
+            try:
+                self.texts[file] = Path(file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                return None
+        lines = self.texts[file].splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else None
+
+
+def _quote(span: Span, sources: SourceCache) -> list[str]:
+    text = sources.line(span.file, span.line)
+    if text is None:
+        return []
+    text = text.expandtabs(4).rstrip()
+    start = max(span.col - 1, 0)
+    end = span.end_col - 1 if span.end_line == span.line else len(text)
+    end = max(min(end, len(text)), start + 1)
+    return ["    " + text, "    " + " " * start + "^" + "~" * (end - start - 1)]
+
+
+def render(error: NetcError, sources: SourceCache) -> str:
+    """`file:line:col: error: message`, the line, a caret under the span, hints, notes."""
+    where = f"{error.span}: " if error.span else ""
+    lines = [f"{where}error: {error.message}"]
+    if error.span:
+        lines += _quote(error.span, sources)
+    lines += [f"  hint: {h}" for h in error.hints]
+    for span, message in error.notes:
+        lines.append(f"{span}: note: {message}")
+        lines += _quote(span, sources)
+    return "\n".join(lines)

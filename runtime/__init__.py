@@ -1,0 +1,2 @@
+"""Running compiled models: onnxruntime sessions, benchmarks, and verification against the
+independent NumPy reference interpreter."""

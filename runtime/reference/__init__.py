@@ -1,0 +1,16 @@
+"""The NumPy reference interpreter: an independent second implementation of every op."""
+
+from netc.runtime.reference import (  # noqa: F401  (importing registers the references)
+    conv,
+    embed,
+    math,
+    norm,
+    pool,
+    recurrent,
+    reduce,
+    shape,
+)
+from netc.runtime.reference.interpreter import bind_inputs, run_graph
+from netc.runtime.reference.registry import REFERENCE, ref
+
+__all__ = ["REFERENCE", "bind_inputs", "ref", "run_graph"]

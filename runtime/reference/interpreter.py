@@ -1,0 +1,102 @@
+"""Executes an IR graph op by op with the NumPy references."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from netc.compiler import dims as D
+from netc.compiler.ir import Graph, Value
+from netc.dsl.errors import NetcInputError
+from netc.runtime.reference.registry import REFERENCE
+
+
+def bind_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """Check `inputs` against the graph's declared inputs; returns the symbolic-dim values."""
+    names = [v.name for v in graph.inputs]
+    unknown = sorted(set(inputs) - set(names))
+    if unknown:
+        raise NetcInputError(f"network '{graph.name}' has no input named '{unknown[0]}'", None,
+                             ["inputs: " + ", ".join(names)])
+    env: dict[str, int] = {}
+    for v in graph.inputs:
+        if v.name not in inputs:
+            raise NetcInputError(f"missing input '{v.name}' ({v.type})")
+        array = inputs[v.name]
+        if array.dtype != v.type.dtype.numpy:
+            raise NetcInputError(f"input '{v.name}' has dtype {array.dtype}; the network expects {v.type}")
+        if array.ndim != v.type.rank:
+            raise NetcInputError(f"input '{v.name}' has shape {list(array.shape)}; the network expects {v.type}")
+        for axis, (d, n) in enumerate(zip(v.type.shape, array.shape)):
+            if isinstance(d, int):
+                if d != n:
+                    raise NetcInputError(f"input '{v.name}' has shape {list(array.shape)}; "
+                                         f"the network expects {v.type} (axis {axis})")
+                continue
+            if isinstance(d, D.Sym) and len(d.terms) == 1 and d.terms[0] == ((d.terms[0][0][0],), 1) \
+                    and isinstance(d.terms[0][0][0], str):
+                sym = d.terms[0][0][0]
+                if sym in env and env[sym] != n:
+                    raise NetcInputError(f"input '{v.name}' axis {axis} is {n}, but {sym} = {env[sym]} "
+                                         "from an earlier input")
+                env[sym] = n
+    for v in graph.inputs:  # composite dims (2*T) must agree with the symbols' values
+        for axis, d in enumerate(v.type.shape):
+            if isinstance(d, D.Sym):
+                try:
+                    want = D.evaluate(d, env)
+                except KeyError:
+                    continue
+                if want != inputs[v.name].shape[axis]:
+                    raise NetcInputError(f"input '{v.name}' axis {axis} is {inputs[v.name].shape[axis]}; "
+                                         f"expected {d} = {want}")
+    return env
+
+
+def _resolve(attr: Any, env: Mapping[str, int]) -> Any:
+    if isinstance(attr, D.Sym):
+        return D.evaluate(attr, env)
+    if isinstance(attr, tuple):
+        return tuple(_resolve(a, env) for a in attr)
+    return attr
+
+
+def run_graph(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray],
+              record: dict[int, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Run `graph`; with `record`, also keep every intermediate array by `id(value)`."""
+    env = bind_inputs(graph, inputs)
+    values: dict[int, np.ndarray] = {}
+    for v in graph.inputs:
+        values[id(v)] = inputs[v.name]
+    for name, v in graph.param_values.items():
+        values[id(v)] = params[name]
+    run_ops(graph.ops, values, env)
+    if record is not None:
+        record.update(values)
+    return {name: values[id(v)] for name, v in graph.outputs.items()}
+
+
+def run_ops(ops, values: dict[int, np.ndarray], env: Mapping[str, int]) -> None:
+    for op in ops:
+        entry = REFERENCE[op.kind]
+        args = [None if v is None else values[id(v)] for v in op.inputs]
+        attrs = {k: _resolve(a, env) for k, a in op.attrs.items()}
+        if entry.regions:
+            result = entry.fn(op, args, attrs, env)
+        else:
+            result = entry.fn(*args, **attrs)
+        results = result if isinstance(result, tuple) else (result,)
+        for value, array in zip(op.outputs, results):
+            values[id(value)] = _conform(value, np.asarray(array), env, op.kind)
+
+
+def _conform(value: Value, array: np.ndarray, env: Mapping[str, int], kind: str) -> np.ndarray:
+    want = value.type.dtype.numpy
+    if array.dtype != want:
+        array = array.astype(want)
+    expected = [D.evaluate(d, env) if not isinstance(d, int) else d for d in value.type.shape]
+    if list(array.shape) != expected:
+        raise RuntimeError(f"reference {kind} produced shape {list(array.shape)}, IR says {expected}")
+    return array

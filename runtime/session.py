@@ -1,0 +1,63 @@
+"""onnxruntime sessions: provider choice with an explicit, reported fallback."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+
+from netc.dsl.errors import NetcInputError
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+@dataclass
+class Session:
+    session: ort.InferenceSession
+    provider: str  # the provider actually used: cpu | cuda
+    threads: int
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.session.get_inputs()]
+
+
+def available_providers() -> list[str]:
+    names = set(ort.get_available_providers())
+    return [short for short, full in PROVIDERS.items() if full in names]
+
+
+def make_session(model: onnx.ModelProto | str | Path, provider: str = "cpu", threads: int = 0,
+                 optimized_model_path: str | None = None, warn=None) -> Session:
+    """A session on `provider`; asking for CUDA where it is missing falls back to CPU and says so."""
+    if provider not in PROVIDERS:
+        raise NetcInputError(f"unknown provider '{provider}'; choose " + " or ".join(PROVIDERS))
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    used = provider
+    if provider == "cuda" and "cuda" not in available_providers():
+        warn("netc: note: the CUDA provider is not available in this onnxruntime; running on CPU")
+        used = "cpu"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if optimized_model_path:
+        options.optimized_model_filepath = optimized_model_path
+    providers = [PROVIDERS[used]] + (["CPUExecutionProvider"] if used != "cpu" else [])
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    try:
+        session = ort.InferenceSession(source, options, providers=providers)
+    except Exception as err:  # onnxruntime raises its own exception types for bad files
+        if isinstance(model, onnx.ModelProto):
+            raise
+        raise NetcInputError(f"onnxruntime cannot load {model}: {str(err).splitlines()[0][:300]}") from None
+    actual = session.get_providers()[0]
+    if used == "cuda" and actual != PROVIDERS["cuda"]:
+        warn("netc: note: the CUDA provider failed to initialise; running on CPU")
+        used = "cpu"
+    return Session(session, used, threads)
