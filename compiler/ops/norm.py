@@ -1,1 +1,264 @@
-"""(being written)"""
+"""Normalisation and regularisation layers: batch and layer normalisation, dropout, and the
+layers with learned or grouped nonlinearities that sit beside them: PReLU and maxout."""
+
+from __future__ import annotations
+
+from netc.compiler import dims as D
+from netc.compiler.ir import DType, Init, TensorType
+from netc.compiler.ops.registry import Arg, Case, OpDef, register
+from netc.compiler.ops.shape import divide_dims, lower_reshape
+from netc.compiler.shapes import numel
+
+
+def _float_input(b, name: str, x) -> None:
+    if not x.type.dtype.is_float:
+        raise b.type_error(f"{name} needs a floating-point tensor; got {x.type}", "convert with cast(x, f32)")
+
+
+@register
+class BatchNorm(OpDef):
+    name = "batchnorm"
+    doc = ("scale * (x - mean) / sqrt(var + eps) + bias over the channel axis 1, with stored statistics "
+           "(inference form)")
+    has_params = True
+    signature = (
+        Arg("x", "tensor"),
+        Arg("eps", "float", 1e-5),
+        Arg("momentum", "float", 0.9,
+            doc="training only: running = momentum * running + (1 - momentum) * batch (the ONNX convention)"),
+        Arg("scale_init", "init", Init("ones")),
+        Arg("bias_init", "init", Init("zeros")),
+        Arg("mean_init", "init", Init("zeros")),
+        Arg("var_init", "init", Init("ones")),
+    )
+    cases = (
+        Case("batchnorm(x)", {"x": "{f}[N, 3, 4, 5]"}),
+        Case("x -> batchnorm(eps=0.001, mean_init=normal(std=1), var_init=uniform(low=0.5, high=2), "
+             "scale_init=normal(std=1, mean=1), bias_init=normal(std=1))", {"x": "{f}[2, 3, 4, 5]"},
+             note="non-trivial statistics"),
+        Case("batchnorm(x, mean_init=uniform(low=-1, high=1), var_init=uniform(low=0.1, high=3))",
+             {"x": "{f}[N, 6]"}, note="rank 2"),
+        Case("batchnorm(x, momentum=0.99, var_init=2.0, bias_init=0.5)", {"x": "{f}[N, 4, T]"}, note="rank 3"),
+    )
+
+    def build(self, b, x, eps, momentum, scale_init, bias_init, mean_init, var_init):
+        if x.type.rank < 2:
+            raise b.error(f"batchnorm needs a tensor of rank >= 2 with channels on axis 1; got {x.type}",
+                          "for [N, D] features this is batchnorm(x); for a vector, unsqueeze(x, 0) first")
+        _float_input(b, "batchnorm", x)
+        if eps <= 0:
+            raise b.error(f"batchnorm: eps must be positive; got {eps:g}")
+        if not 0 <= momentum < 1:
+            raise b.error(f"batchnorm: momentum must be in [0, 1); got {momentum:g}")
+        channels = b.static(x.type.shape[1], "batchnorm: the number of channels (axis 1)")
+        dtype = x.type.dtype
+        scale = b.param("scale", (channels,), dtype, scale_init)
+        bias = b.param("bias", (channels,), dtype, bias_init)
+        mean = b.param("mean", (channels,), dtype, mean_init, trainable=False)
+        var = b.param("var", (channels,), dtype, var_init, trainable=False)
+        return b.emit(self.name, [x, scale, bias, mean, var], {"eps": eps, "momentum": momentum})[0]
+
+    def infer(self, attrs, inputs, b):
+        x, *stats = inputs
+        for t in stats:
+            if t.shape != (x.shape[1],) or t.dtype != x.dtype:
+                raise b.error(f"batchnorm: statistics {t} do not match the channels of {x}")
+        return [x]
+
+    def flops(self, op):
+        return D.mul(2, numel(op.inputs[0].type.shape))  # folded to x * a + c
+
+    def lower(self, ctx, op, inputs):
+        # Inference-mode BatchNormalization with the statistics as initializers is what
+        # onnxruntime folds into a preceding Conv (and fuses with a following Relu).
+        return ctx.node("BatchNormalization", inputs, epsilon=op.attrs["eps"], momentum=op.attrs["momentum"])
+
+
+@register
+class LayerNorm(OpDef):
+    name = "layernorm"
+    doc = "scale * (x - mean) / sqrt(var + eps) + bias, statistics over the last axis of each example"
+    has_params = True
+    step_polymorphic = True
+    signature = (
+        Arg("x", "tensor"),
+        Arg("eps", "float", 1e-5),
+        Arg("bias", "bool", True),
+        Arg("scale_init", "init", Init("ones")),
+        Arg("bias_init", "init", Init("zeros")),
+    )
+    cases = (
+        Case("layernorm(x)", {"x": "{f}[3, 8]"}),
+        Case("x -> layernorm(eps=0.001, scale_init=normal(std=1), bias_init=normal(std=1))",
+             {"x": "{f}[T, N, 6]"}, note="rank 3, learned-looking scale"),
+        Case("layernorm(x * 10, bias=false, scale_init=2.0)", {"x": "{f}[N, 5]"}, note="no bias"),
+    )
+
+    def build(self, b, x, eps, bias, scale_init, bias_init):
+        if x.type.rank < 1:
+            raise b.error(f"layernorm needs a tensor of rank >= 1; got {x.type}")
+        _float_input(b, "layernorm", x)
+        if eps <= 0:
+            raise b.error(f"layernorm: eps must be positive; got {eps:g}")
+        width = b.static(x.type.shape[-1], "layernorm: the normalised width (last axis)")
+        dtype = x.type.dtype
+        scale = b.param("scale", (width,), dtype, scale_init)
+        shift = b.param("bias", (width,), dtype, bias_init) if bias else None
+        return b.emit(self.name, [x, scale, shift], {"eps": eps})[0]
+
+    def infer(self, attrs, inputs, b):
+        x, scale, bias = inputs
+        for t in (scale, bias):
+            if t is not None and (t.shape != (x.shape[-1],) or t.dtype != x.dtype):
+                raise b.error(f"layernorm: parameter {t} does not match the last axis of {x}")
+        return [x]
+
+    def flops(self, op):
+        return D.mul(8, numel(op.inputs[0].type.shape))
+
+    def lower(self, ctx, op, inputs):
+        x, scale, bias = inputs
+        # stash_type = the input's own type, so f64 statistics are not computed in f32.
+        stash = op.inputs[0].type.dtype
+        stash = stash if stash in (DType.f32, DType.f64) else DType.f32
+        return ctx.node("LayerNormalization", [x, scale] + ([bias] if bias else []), axis=-1,
+                        epsilon=op.attrs["eps"], stash_type=stash.onnx)
+
+
+@register
+class Dropout(OpDef):
+    name = "dropout"
+    doc = ("training-time regularisation; at inference the identity (inverted dropout) or, in the classic "
+           "formulation, x * (1 - p)")
+    signature = (
+        Arg("x", "tensor"),
+        Arg("p", "float", 0.5),
+        Arg("mode", "choice", "inverted", choices=("inverted", "classic")),
+    )
+    step_polymorphic = True
+    cases = (
+        Case("dropout(x)", {"x": "{f}[3, 4]"}),
+        Case("x -> dropout(0.2)", {"x": "{f}[N, 2, 5]"}),
+        Case('dropout(x, p=0.25, mode="classic")', {"x": "{f}[N, 6]"}, note="scaled by 1 - p"),
+        Case('x -> dropout(0, mode="classic")', {"x": "{f}[4]"}, note="p = 0"),
+    )
+
+    def build(self, b, x, p, mode):
+        if not 0 <= p < 1:
+            raise b.error(f"dropout: p is the probability of dropping a unit and must be in [0, 1); got {p:g}")
+        _float_input(b, "dropout", x)
+        return b.emit(self.name, [x], {"p": p, "mode": mode})[0]
+
+    def infer(self, attrs, inputs, b):
+        return [inputs[0]]
+
+    def flops(self, op):
+        return numel(op.inputs[0].type.shape) if op.attrs["mode"] == "classic" else 0
+
+    def lower(self, ctx, op, inputs):
+        if op.attrs["mode"] == "inverted":
+            return ctx.node("Identity", inputs)
+        import numpy as np
+
+        keep = ctx.const(np.asarray(1 - op.attrs["p"], dtype=op.inputs[0].type.dtype.numpy), "keep")
+        return ctx.node("Mul", [inputs[0], keep])
+
+
+@register
+class PRelu(OpDef):
+    name = "prelu"
+    doc = ("parametric ReLU: x if x >= 0 else slope * x, with a learned slope per channel (axis 1; "
+           "the only axis of a vector) or one shared slope")
+    has_params = True
+    signature = (
+        Arg("x", "tensor"),
+        Arg("shared", "bool", False),
+        Arg("slope_init", "init", Init("constant", (("value", 0.25),))),
+    )
+    cases = (
+        Case("prelu(x)", {"x": "{f}[N, 3, 4, 4]"}),
+        Case("x -> dense(5) -> prelu(slope_init=uniform(low=0, high=1))", {"x": "{f}[N, 4]"}, note="rank 2"),
+        Case("prelu(x, shared=true, slope_init=0.1)", {"x": "{f}[2, 3, 5]"}, note="one slope"),
+        Case("prelu(x, slope_init=normal(std=1))", {"x": "{f}[6]"}, note="vector"),
+        Case("prelu(x)", {"x": "{f}[N, 2, T]"}, note="rank 3"),
+    )
+
+    def build(self, b, x, shared, slope_init):
+        if x.type.rank < 1:
+            raise b.error(f"prelu needs a tensor of rank >= 1; got {x.type}")
+        _float_input(b, "prelu", x)
+        if shared:
+            width = 1
+        else:
+            axis = 1 if x.type.rank >= 2 else 0
+            width = b.static(x.type.shape[axis], f"prelu: the number of channels (axis {axis})",)
+        slope = b.param("slope", (width,), x.type.dtype, slope_init)
+        return b.emit(self.name, [x, slope], {})[0]
+
+    def infer(self, attrs, inputs, b):
+        x, slope = inputs
+        axis = 1 if x.rank >= 2 else 0
+        if slope.dtype != x.dtype or slope.shape[0] not in (1, x.shape[axis]):
+            raise b.error(f"prelu: slope {slope} does not match the channels of {x}")
+        return [x]
+
+    def flops(self, op):
+        return numel(op.inputs[0].type.shape)
+
+    def lower(self, ctx, op, inputs):
+        x, slope = inputs
+        xt = op.inputs[0].type
+        width = op.inputs[1].type.shape[0]
+        if xt.rank > 2 and width != 1:  # [C] -> [C, 1, ..., 1] to broadcast over NCHW...
+            slope = ctx.node("Reshape", [slope, ctx.ints([width] + [1] * (xt.rank - 2))])[0]
+        if xt.dtype in (DType.f32, DType.f16):
+            return ctx.node("PRelu", [x, slope])
+        # onnxruntime's CPU PRelu has no float64 kernel: x < 0 ? x * slope : x.
+        negative = ctx.node("Less", [x, ctx.const(xt.dtype.numpy.type(0), "zero")])[0]
+        return ctx.node("Where", [negative, ctx.node("Mul", [x, slope])[0], x])
+
+
+@register
+class Maxout(OpDef):
+    name = "maxout"
+    doc = ("max over groups of `pieces` adjacent units along an axis: size D becomes D / pieces "
+           "(Goodfellow et al.: dense(units * pieces) -> maxout(pieces))")
+    signature = (Arg("x", "tensor"), Arg("pieces", "int", positive=True), Arg("axis", "int", -1))
+    step_polymorphic = True  # the axis is kept counted from the end
+    cases = (
+        Case("maxout(x, 2)", {"x": "{f}[3, 8]"}),
+        Case("x -> dense(12) -> maxout(3)", {"x": "{f}[N, 5]"}, note="the maxout layer"),
+        Case("maxout(x, 4, axis=1)", {"x": "{f}[N, 8, 3, 3]"}, note="over channels"),
+        Case("maxout(x, 1)", {"x": "{f}[2, 3]"}, note="one piece: identity"),
+        Case("maxout(x, 2, axis=0)", {"x": "i64[6, N]"}, int_high=50, note="integer tensor"),
+    )
+
+    def build(self, b, x, pieces, axis):
+        if x.type.rank < 1:
+            raise b.error(f"maxout needs a tensor of rank >= 1; got {x.type}")
+        if x.type.dtype is DType.bool:
+            raise b.type_error(f"maxout needs a numeric tensor; got {x.type}")
+        axis = b.axis(axis, x.type.rank, "maxout: axis")
+        units = divide_dims(x.type.shape[axis], pieces)
+        if units is None:
+            raise b.error(f"maxout: axis {axis} of {x.type} ({x.type.shape[axis]}) does not divide "
+                          f"into groups of {pieces}", f"the layer before needs units * {pieces} outputs")
+        return b.emit(self.name, [x], {"pieces": pieces, "axis": axis - x.type.rank})[0]
+
+    def infer(self, attrs, inputs, b):
+        (x,) = inputs
+        axis, pieces = b.axis(attrs["axis"], x.rank, "maxout: axis"), attrs["pieces"]
+        shape = list(x.shape)
+        shape[axis] = divide_dims(shape[axis], pieces)
+        return [TensorType(x.dtype, tuple(shape))]
+
+    def flops(self, op):
+        return numel(op.inputs[0].type.shape)
+
+    def lower(self, ctx, op, inputs):
+        x = op.inputs[0].type
+        axis, pieces = op.attrs["axis"] % x.rank, op.attrs["pieces"]
+        out = op.outputs[0].type.shape
+        grouped = (*out[:axis + 1], pieces, *x.shape[axis + 1:])
+        y = lower_reshape(ctx, inputs[0], x.shape, grouped)
+        return ctx.node("ReduceMax", [y, ctx.ints([axis + 1])], keepdims=0)

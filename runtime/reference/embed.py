@@ -1,1 +1,20 @@
-"""(being written)"""
+"""Reference semantics of embeddings (table lookup) and one-hot encoding."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from netc.runtime.reference.registry import ref
+
+
+@ref("embed")
+def embed(ids, weight):
+    # Row ids[i] of the table, for every position i.
+    return weight[ids]
+
+
+@ref("one_hot")
+def one_hot(ids, *, depth, dtype, axis):
+    wrapped = np.where(ids < 0, ids + depth, ids)
+    hot = wrapped[..., None] == np.arange(depth)  # out-of-range ids match no column
+    return np.moveaxis(hot, -1, axis).astype(dtype.numpy)

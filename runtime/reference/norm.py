@@ -1,1 +1,52 @@
-"""(being written)"""
+"""Reference semantics of normalisation, dropout, PReLU and maxout (structures.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from netc.runtime.reference.registry import ref
+
+
+def _channel(v: np.ndarray, rank: int) -> np.ndarray:
+    """A per-channel vector [C] shaped to broadcast over axis 1 of a rank-`rank` tensor."""
+    return v.reshape((1, -1) + (1,) * (rank - 2))
+
+
+@ref("batchnorm")
+def batchnorm(x, scale, bias, mean, var, *, eps, momentum):
+    # y = gamma (x - mu) / sqrt(sigma^2 + eps) + beta, with the stored statistics.
+    x64 = x.astype(np.float64)
+    r = x.ndim
+    y = _channel(scale, r) * (x64 - _channel(mean, r)) / np.sqrt(_channel(var, r).astype(np.float64) + eps)
+    return (y + _channel(bias, r)).astype(x.dtype)
+
+
+@ref("layernorm")
+def layernorm(x, scale, bias=None, *, eps):
+    x64 = x.astype(np.float64)
+    mu = x64.mean(axis=-1, keepdims=True)
+    var = ((x64 - mu) ** 2).mean(axis=-1, keepdims=True)
+    y = (x64 - mu) / np.sqrt(var + eps) * scale
+    if bias is not None:
+        y = y + bias
+    return y.astype(x.dtype)
+
+
+@ref("dropout")
+def dropout(x, *, p, mode):
+    if mode == "inverted":  # units were scaled by 1/(1-p) while training
+        return x.copy()
+    return (x * np.asarray(1 - p, dtype=x.dtype)).astype(x.dtype)
+
+
+@ref("prelu")
+def prelu(x, slope):
+    a = slope if x.ndim < 2 or slope.size == 1 else _channel(slope, x.ndim)
+    return (np.maximum(x, 0) + a * np.minimum(x, 0)).astype(x.dtype)
+
+
+@ref("maxout")
+def maxout(x, *, pieces, axis):
+    axis %= x.ndim
+    shape = (*x.shape[:axis], x.shape[axis] // pieces, pieces, *x.shape[axis + 1:])
+    return x.reshape(shape).max(axis=axis + 1)
