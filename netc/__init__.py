@@ -7,17 +7,20 @@
 
 __version__ = "0.1.0"
 
-from netc.api import (  # noqa: E402
-    CompileOptions,
+from netc.api import (
     Compiled,
+    CompileOptions,
     build_graph,
     check_file,
     compile_file,
     compile_source,
     load,
+    open_model,
+    run,
     save_model,
+    verify_file,
 )
-from netc.dsl.errors import NetcError  # noqa: E402
+from netc.dsl.errors import NetcError
 
 __all__ = [
     "CompileOptions",
@@ -29,5 +32,8 @@ __all__ = [
     "compile_file",
     "compile_source",
     "load",
+    "open_model",
+    "run",
     "save_model",
+    "verify_file",
 ]

@@ -1,6 +1,7 @@
 """The Python API: the whole pipeline as one readable function per entry point.
 
     parse -> elaborate (names, blocks, unrolling, shape rules) -> passes -> parameters -> lower
+          -> run / bench / verify on onnxruntime
 """
 
 from __future__ import annotations
@@ -8,10 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -26,6 +27,11 @@ from netc.compiler.passes import PIPELINE
 from netc.compiler.program import Program, load_program
 from netc.dsl.errors import NetcInputError
 from netc.files import atomic_path, check_output_path
+
+if TYPE_CHECKING:  # the runtime (onnxruntime, the reference) loads only when a model runs
+    from netc.runtime.inputs import InputSpec
+    from netc.runtime.session import Session
+    from netc.runtime.verify import VerifyReport
 
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**24  # protobuf's 2 GiB limit, with headroom for the graph
 
@@ -118,3 +124,52 @@ def save_model(model: onnx.ModelProto, path: str | Path, source: str | Path | No
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def open_model(model: Compiled | onnx.ModelProto | str | Path, provider: str = "cpu", threads: int = 0,
+               options: CompileOptions | None = None) -> tuple[Session, list[InputSpec]]:
+    """An onnxruntime session and the input specs of a model: a `Compiled`, a `ModelProto`,
+    a `.onnx` file, or a `.net` file (compiled with `options`)."""
+    from netc.runtime.inputs import integer_bounds, specs_from_session, with_bounds
+    from netc.runtime.session import make_session
+
+    if isinstance(model, (str, Path)) and Path(model).suffix == ".net":
+        model = compile_file(model, options)
+    elif isinstance(model, (str, Path)) and not Path(model).is_file():
+        raise NetcInputError(f"model file not found: {model}")
+    compiled = model if isinstance(model, Compiled) else None
+    session = make_session(compiled.model if compiled else model, provider, threads)
+    specs = specs_from_session(session.session)
+    if compiled is not None:  # integer inputs draw random values in range of the ops using them
+        specs = with_bounds(specs, integer_bounds(compiled.graph))
+    return session, specs
+
+
+def run(model: Compiled | onnx.ModelProto | str | Path, inputs: Mapping[str, np.ndarray] | None = None,
+        provider: str = "cpu", threads: int = 0, random: bool = False, seed: int = 0,
+        sizes: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Run a model once; with `random`, inputs not given are random arrays (symbolic dims
+    from `sizes`, else 1)."""
+    from netc.runtime.inputs import random_inputs
+    from netc.runtime.run import run_session
+
+    session, specs = open_model(model, provider, threads)
+    feeds = dict(inputs or {})
+    if random:
+        feeds = random_inputs(specs, seed, sizes, default=1, given=feeds)
+    return run_session(session, feeds, specs)
+
+
+def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: int | Sequence[int] = 3,
+                rtol: float | None = None, atol: float | None = None, per_op: bool = False,
+                provider: str = "cpu", source: str | None = None, **overrides: Any) -> VerifyReport:
+    """Compile a network, then compare onnxruntime with the NumPy reference on random inputs."""
+    from netc.runtime.verify import verify
+
+    options = options or CompileOptions(**overrides)
+    compiled = compile_file(path, options, source)
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise NetcInputError("verify needs at least one seed")
+    return verify(compiled.graph, compiled.params, compiled.model, seed_list, rtol, atol, per_op,
+                  options.opset, provider)

@@ -1,0 +1,410 @@
+"""The `netc` command line. It only orchestrates: parse arguments, call the API and the
+runtime, print. Exit codes: 0 success, 1 a mistake in the user's input (a located error
+message), 2 bad usage, 3 a bug in netc (with the traceback), 130 interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from netc import __version__, api
+from netc.compiler.limits import DEFAULT_LIMITS, Limits
+from netc.compiler.lowering import DEFAULT_OPSET, SUPPORTED_OPSETS
+from netc.dsl.errors import NetcError, NetcInputError, NetcVerifyError, SourceCache, render
+from netc.files import check_output_path
+from netc.report import check_table, human_bytes, params_table
+
+if TYPE_CHECKING:
+    from netc.runtime.inputs import InputSpec
+    from netc.runtime.session import Session
+
+# The runtime (onnxruntime, the NumPy reference) is imported by the commands that run
+# models, so `netc check` and `netc compile` start quickly.
+PROVIDERS = ("cpu", "cuda")
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+_NUMBER = re.compile(r"[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][+-]?\d+)?")
+
+
+# --------------------------------------------------------------------------- argument types
+def parse_setting(text: str) -> tuple[str, Any]:
+    """`NAME=VALUE`; the value is an int, a float, true/false, or else a string."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep:
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=VALUE (for example --set N=8)")
+    if not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"'{name}' in '{text}' is not a name")
+    raw = raw.strip()
+    if not raw:
+        raise argparse.ArgumentTypeError(f"'{text}' has no value after '='")
+    return name, parse_value(raw)
+
+
+def parse_value(raw: str) -> Any:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    if _NUMBER.fullmatch(raw):
+        for number in (int, float):
+            try:
+                return number(raw)
+            except ValueError:
+                pass
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+        return raw[1:-1]
+    return raw
+
+
+def parse_batches(text: str) -> list[int]:
+    try:
+        batches = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of sizes, e.g. 1,8,32") from None
+    if not batches or any(b < 1 for b in batches):
+        raise argparse.ArgumentTypeError(f"'{text}': batch sizes are positive integers")
+    return batches
+
+
+def parse_bytes(text: str) -> int:
+    """`8G`, `512M`, `1.5GiB` or a plain number of bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, flags=re.I)
+    if not match:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a size such as 16G or 512M")
+    scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[match.group(2).upper()]
+    return int(float(match.group(1)) * scale)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a positive integer")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}': expected 0 or more")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a number >= 0")
+    return value
+
+
+# --------------------------------------------------------------------------- the parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netc", description="Compile declarative .net network descriptions to ONNX; run, benchmark "
+                                 "and verify the result on onnxruntime.",
+        epilog="exit codes: 0 success, 1 an error in the input (file:line:col: error: ...), 2 bad usage, "
+               "3 internal error. `netc COMMAND --help` describes each command.")
+    parser.add_argument("--version", action="version", version=f"netc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("check", help="check shapes; print layers, parameters and FLOPs",
+                       description="Check every network of FILE (or one, with --network) and print a table "
+                                   "per network: each layer's output shape, parameter count and FLOPs, then "
+                                   "the totals. FLOPs take symbolic dims as 1 unless set with --set.")
+    p.add_argument("file", metavar="FILE", help="a .net file")
+    _network_options(p, all_networks=True)
+    p.set_defaults(handler=cmd_check)
+
+    p = sub.add_parser("compile", help="compile a network to an .onnx file",
+                       description="Compile one network of FILE to ONNX. The model is written atomically "
+                                   "(never half-written); without -o it goes to <FILE stem>.onnx in the "
+                                   "current folder.")
+    p.add_argument("file", metavar="FILE", help="a .net file")
+    p.add_argument("-o", "--output", metavar="OUT.onnx",
+                   help="where to write the model (default: <FILE stem>.onnx in the current folder)")
+    _network_options(p)
+    _weight_options(p)
+    p.set_defaults(handler=cmd_compile)
+
+    p = sub.add_parser("params", help="list parameters: names, shapes, dtypes, initialisers",
+                       description="List the parameters of every network of FILE (or one, with --network): "
+                                   "the names weight files use, shapes, dtypes, initialisers, trainable.")
+    p.add_argument("file", metavar="FILE", help="a .net file")
+    _network_options(p, all_networks=True)
+    p.set_defaults(handler=cmd_params)
+
+    p = sub.add_parser("run", help="run a model once on onnxruntime",
+                       description="Run MODEL (.onnx, or a .net file compiled on the fly) once. Inputs come "
+                                   "from .npy/.npz files or, with --random, are made up (symbolic dims from "
+                                   "--set, else 1). Outputs are summarised, or saved as .npz with -o.")
+    p.add_argument("model", metavar="MODEL", help="a .onnx file or a .net file")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="one input from a .npy file (repeatable)")
+    p.add_argument("--inputs", metavar="FILE.npz", help="inputs from a .npz archive; keys are input names")
+    p.add_argument("--random", action="store_true", help="make up the inputs not given, from --seed")
+    p.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs (atomically) instead of printing")
+    _runtime_options(p)
+    _model_options(p)
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("bench", help="measure latency and throughput per batch size",
+                       description="Time MODEL on onnxruntime with random inputs. The batch dim is the first "
+                                   "symbolic dim of the first input (usually N); other symbolic dims take "
+                                   "--set sizes, else 1. Reports p50/p90/p99 and mean latency and samples/s.")
+    p.add_argument("model", metavar="MODEL", help="a .onnx file or a .net file")
+    p.add_argument("--batch", type=parse_batches, metavar="B1,B2,...",
+                   help="batch sizes, e.g. 1,8,32 (default: 1)")
+    p.add_argument("--warmup", type=non_negative_int, default=5, metavar="W",
+                   help="untimed runs per batch size (default 5)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--iterations", type=positive_int, metavar="I", help="timed runs per batch size")
+    budget.add_argument("--seconds", type=non_negative_float, metavar="S",
+                        help="time budget per batch size (default 1 s, at least 5 runs)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _runtime_options(p)
+    _model_options(p)
+    p.set_defaults(handler=cmd_bench)
+
+    p = sub.add_parser("verify", help="compare onnxruntime with the NumPy reference, op by op",
+                       description="Compile one network of FILE, run it on onnxruntime and on the independent "
+                                   "NumPy reference with random inputs (one draw per seed; symbolic dims take "
+                                   "sizes 2 and 3), and compare every output. On a mismatch the first op "
+                                   "whose result diverges is reported at its source line, and the exit "
+                                   "code is 1. Default tolerances (rtol/atol): f32 1e-4/1e-5, f64 "
+                                   "1e-9/1e-11, f16 1e-2/1e-2; integers exact.")
+    p.add_argument("file", metavar="FILE", help="a .net file")
+    p.add_argument("--seeds", type=positive_int, default=3, metavar="K", help="input draws (default 3)")
+    p.add_argument("--rtol", type=non_negative_float, help="relative tolerance for every float output")
+    p.add_argument("--atol", type=non_negative_float, help="absolute tolerance for every float output")
+    p.add_argument("--per-op", action="store_true", help="also print every op's comparison (first seed)")
+    p.add_argument("--provider", choices=sorted(PROVIDERS), default="cpu",
+                   help="onnxruntime provider (default cpu; cuda falls back to cpu, saying so)")
+    _network_options(p)
+    _weight_options(p)
+    p.set_defaults(handler=cmd_verify)
+    return parser
+
+
+def _network_options(p: argparse.ArgumentParser, all_networks: bool = False) -> None:
+    p.add_argument("--network", "-n", metavar="NAME",
+                   help="which network of the file" + (" (default: all)" if all_networks
+                                                       else " (needed when the file holds several)"))
+    p.add_argument("--set", action="append", default=[], type=parse_setting, metavar="NAME=VALUE", dest="settings",
+                   help="a network parameter or a symbolic dim (repeatable); the value is an int, a float, "
+                        "true/false or a string")
+    p.add_argument("--allow-import-root", metavar="DIR", help="allow imports from anywhere below DIR")
+    p.add_argument("--max-param-bytes", type=parse_bytes, metavar="SIZE",
+                   help=f"refuse networks with more parameter bytes than this (default "
+                        f"{human_bytes(DEFAULT_LIMITS.max_param_bytes)})")
+
+
+def _weight_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="K",
+                   help=f"ONNX opset ({SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}, default {DEFAULT_OPSET})")
+    p.add_argument("--weights", metavar="W.npz|W.safetensors",
+                   help="trained weights by parameter name (see `netc params`); default: initialise from --seed")
+    p.add_argument("--seed", type=int, default=0, help="seed of the parameter initialisers (default 0)")
+
+
+def _runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--provider", choices=sorted(PROVIDERS), default="cpu",
+                   help="onnxruntime provider (default cpu; cuda falls back to cpu, saying so)")
+    p.add_argument("--threads", type=non_negative_int, default=0, metavar="K",
+                   help="intra-op threads (default: onnxruntime's choice)")
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], type=parse_setting, metavar="NAME=VALUE", dest="settings",
+                   help="size of a symbolic dim of a .onnx model (default 1); for a .net model, any network "
+                        "parameter or dim, fixed at compile time (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random inputs and of .net initialisers (default 0)")
+    group = p.add_argument_group("when MODEL is a .net file")
+    group.add_argument("--network", "-n", metavar="NAME", help="which network of the file")
+    group.add_argument("--weights", metavar="W.npz|W.safetensors", help="trained weights by parameter name")
+    group.add_argument("--allow-import-root", metavar="DIR", help="allow imports from anywhere below DIR")
+
+
+# --------------------------------------------------------------------------- helpers
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for name, value in args.settings:
+        if name in settings and settings[name] != value:
+            raise NetcInputError(f"--set {name} is given twice ({settings[name]!r} and {value!r})")
+        settings[name] = value
+    return settings
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    max_bytes = getattr(args, "max_param_bytes", None)
+    return Limits(max_param_bytes=max_bytes) if max_bytes else DEFAULT_LIMITS
+
+
+def _options(args: argparse.Namespace) -> api.CompileOptions:
+    return api.CompileOptions(network=args.network, settings=_settings(args),
+                              opset=getattr(args, "opset", DEFAULT_OPSET), seed=getattr(args, "seed", 0),
+                              weights=getattr(args, "weights", None), allow_import_root=args.allow_import_root,
+                              limits=_limits(args))
+
+
+def _require_file(path: str, what: str = "file") -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise NetcInputError(f"{what} not found: {path}" if not p.exists() else f"{path} is not a file")
+    return p
+
+
+def _graphs(args: argparse.Namespace):
+    path = _require_file(args.file)
+    options = _options(args)
+    program = api.load(path, allow_import_root=options.allow_import_root, limits=options.limits)
+    names = [args.network] if args.network else list(program.networks) or [None]
+    return [api.build_graph(program, name, options.settings, options.limits) for name in names]
+
+
+def _open(args: argparse.Namespace) -> tuple[Session, list[InputSpec], dict[str, int]]:
+    """Session, input specs, and the sizes of symbolic dims (for a .onnx model)."""
+    is_net = Path(args.model).suffix == ".net"
+    if not is_net:
+        for flag, value in (("--network", args.network), ("--weights", args.weights),
+                            ("--allow-import-root", args.allow_import_root)):
+            if value:
+                raise NetcInputError(f"{flag} applies to .net models; {args.model} is compiled already")
+    options = _options(args) if is_net else None
+    session, specs = api.open_model(args.model, args.provider, args.threads, options)
+    sizes: dict[str, int] = {}
+    if not is_net:  # a .net model took --set at compile time
+        known = [s for spec in specs for s in spec.symbols()]
+        for name, value in _settings(args).items():
+            if name not in known:
+                raise NetcInputError(f"--set {name}: the model has no symbolic dim named '{name}'", None,
+                                     ["symbolic dims: " + (", ".join(dict.fromkeys(known)) or "none")])
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise NetcInputError(f"--set {name}={value}: a dim size is a positive integer")
+            sizes[name] = value
+    return session, specs, sizes
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_check(args: argparse.Namespace) -> int:
+    tables = [check_table(graph) for graph in _graphs(args)]
+    print("\n\n".join(tables))
+    return EXIT_OK
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    print("\n\n".join(params_table(graph) for graph in _graphs(args)))
+    return EXIT_OK
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    source = _require_file(args.file)
+    out = Path(args.output) if args.output else Path(source.stem + ".onnx")
+    check_output_path(out, source, args.weights)  # before the work, so a mistake costs nothing
+    start = time.perf_counter()
+    compiled = api.compile_file(source, _options(args))
+    api.save_model(compiled.model, out, source)
+    ms = (time.perf_counter() - start) * 1e3
+    total = sum(p.size for p in compiled.graph.params)
+    trainable = sum(p.size for p in compiled.graph.params if p.trainable)
+    size = out.stat().st_size
+    if compiled.model.ByteSize() >= api.EXTERNAL_DATA_THRESHOLD:  # the tensors went to <OUT>.data
+        size += out.with_name(out.name + ".data").stat().st_size
+    print(f"wrote {out}: network {compiled.graph.name}, {total:,} parameters ({trainable:,} trainable), "
+          f"{human_bytes(size)}, opset {args.opset}, {ms:.0f} ms")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from netc.runtime.inputs import check_inputs, random_inputs, read_inputs
+    from netc.runtime.run import run_session, save_outputs, summarise
+
+    sources = [args.model, args.inputs, *(pair.partition("=")[2] for pair in args.input)]
+    if args.output:
+        check_output_path(args.output, *sources)
+    given = read_inputs(args.input, args.inputs)
+    session, specs, sizes = _open(args)
+    if args.random:
+        feeds = random_inputs(specs, args.seed, sizes, default=1, given=given)
+        made = [s for s in specs if s.name not in given]
+        if made:
+            shapes = ", ".join(f"{s.name}: {s.type_name}{list(feeds[s.name].shape)}" for s in made)
+            print(f"random inputs (seed {args.seed}): {shapes}", file=sys.stderr)
+    else:
+        feeds = given
+        check_inputs(specs, feeds)
+    outputs = run_session(session, feeds, specs)
+    if args.output:
+        out = save_outputs(args.output, outputs, *sources)
+        print(f"wrote {out}: {', '.join(outputs)}")
+    else:
+        print(summarise(outputs))
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from netc.runtime import bench as bench_mod
+
+    session, specs, sizes = _open(args)
+    results = bench_mod.bench(session, specs, args.batch, args.warmup, args.iterations, args.seconds, sizes,
+                              args.seed)
+    batch_name = bench_mod.batch_dim(specs)
+    if args.json:
+        print(bench_mod.to_json(results, str(args.model), batch_name))
+    else:
+        print(bench_mod.format_table(results, batch_name))
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from netc.runtime.verify import format_report
+
+    path = _require_file(args.file)
+    report = api.verify_file(path, _options(args), args.seeds, args.rtol, args.atol, args.per_op, args.provider)
+    print(format_report(report))
+    if report.ok:
+        return EXIT_OK
+    if report.divergence is not None:
+        raise report.divergence.error()
+    raise NetcVerifyError("outputs disagree, yet no single op's result diverges beyond tolerance: "
+                          "the error builds up over many ops", None,
+                          ["loosen --rtol/--atol if the drift is acceptable for this network"])
+
+
+# --------------------------------------------------------------------------- entry point
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, and usage errors (exit 2)
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
+    try:
+        return args.handler(args)
+    except NetcError as err:
+        sys.stdout.flush()
+        print(render(err, SourceCache()), file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("netc: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `netc check big.net | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except Exception:
+        print("netc: internal error, please report\n" + traceback.format_exc(), file=sys.stderr, end="")
+        return EXIT_INTERNAL

@@ -1,0 +1,121 @@
+"""Text tables for `netc check` and `netc params`: layers with their shapes, parameter
+counts and FLOPs; parameters with their shapes and initialisers; totals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from netc.compiler import dims as D
+from netc.compiler.ir import Graph, Op, Param
+from netc.compiler.ops import REGISTRY
+
+FOLDED_KINDS = ("constant",)  # pure constants: folded into initializers, left out of the table
+
+
+@dataclass
+class LayerRow:
+    label: str
+    kind: str
+    type: str
+    params: int
+    flops: int
+
+
+def human(n: float) -> str:
+    """1234 -> 1.2K, 4_100_000_000 -> 4.1G."""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return f"{n:g}" if isinstance(n, float) else str(n)
+
+
+def human_bytes(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def op_params(op: Op) -> list[Param]:
+    """The parameters an op reads, its regions' included, each once."""
+    seen: dict[str, Param] = {}
+    ops = [op, *(inner for region in op.regions for inner in region.walk())]
+    for o in ops:
+        for v in o.inputs:
+            if v is not None and v.param is not None:
+                seen.setdefault(v.param.name, v.param)
+    return list(seen.values())
+
+
+def op_flops(op: Op) -> int:
+    """The op's FLOP count with every symbolic dim taken as 1."""
+    return D.evaluate(REGISTRY[op.kind].flops(op), {}, default=1)
+
+
+def layer_rows(graph: Graph) -> list[LayerRow]:
+    return [LayerRow(op.label or op.kind, op.kind, ", ".join(str(v.type) for v in op.outputs),
+                     sum(p.size for p in op_params(op)), op_flops(op))
+            for op in graph.ops if op.kind not in FOLDED_KINDS]
+
+
+def symbolic_dims(graph: Graph) -> list[str]:
+    names: list[str] = []
+    for v in graph.inputs:
+        for d in v.type.shape:
+            names += [s for s in sorted(D.symbols(d)) if s not in names]
+    return names
+
+
+def signature(graph: Graph) -> str:
+    ins = ", ".join(f"{v.name}: {v.type}" for v in graph.inputs)
+    outs = ", ".join(f"{name}: {v.type}" for name, v in graph.outputs.items())
+    return f"network {graph.name}({ins}) -> {outs}"
+
+
+def check_table(graph: Graph) -> str:
+    """Per-layer shapes, parameter counts and FLOPs, then the totals."""
+    rows = layer_rows(graph)
+    header = ["layer", "op", "output", "params", "FLOPs"]
+    body = [[r.label, r.kind, r.type, f"{r.params:,}" if r.params else "-", human(r.flops) if r.flops else "-"]
+            for r in rows]
+    lines = [signature(graph), "", *_table(header, body, right=(3, 4))]
+    trainable = sum(p.size for p in graph.params if p.trainable)
+    frozen = sum(p.size for p in graph.params if not p.trainable)
+    nbytes = sum(p.size * p.dtype.itemsize for p in graph.params)
+    flops = sum(r.flops for r in rows)
+    dims = symbolic_dims(graph)
+    flop_note = ""
+    if dims:
+        flop_note = (f"  (symbolic dims {', '.join(dims)} counted as 1; "
+                     f"set sizes with --set {dims[0]}=...)")
+    lines += [
+        "",
+        f"trainable parameters:     {trainable:,}",
+        f"non-trainable parameters: {frozen:,}",
+        f"parameter memory:         {human_bytes(nbytes)}",
+        f"total FLOPs:              {human(flops)}{f' ({flops:,})' if flops >= 1000 else ''}{flop_note}",
+    ]
+    return "\n".join(lines)
+
+
+def params_table(graph: Graph) -> str:
+    """Every parameter: the name weight files use, shape, dtype, initialiser, trainable."""
+    header = ["name", "shape", "dtype", "init", "trainable", "size"]
+    body = [[p.name, str(list(p.shape)), p.dtype.value, str(p.init), "yes" if p.trainable else "no", f"{p.size:,}"]
+            for p in graph.params]
+    total = sum(p.size for p in graph.params)
+    trainable = sum(p.size for p in graph.params if p.trainable)
+    lines = [f"network {graph.name}: {len(graph.params)} parameter tensors", ""]
+    lines += _table(header, body, right=(5,)) if body else ["(no parameters)"]
+    lines += ["", f"total: {total:,} values ({trainable:,} trainable)"]
+    return "\n".join(lines)
+
+
+def _table(header: Sequence[str], body: Sequence[Sequence[str]], right: Sequence[int] = ()) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    out = []
+    for row in [header, *body]:
+        cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        out.append("  ".join(cells).rstrip())
+    return out

@@ -1,0 +1,316 @@
+"""Run-time inputs: what a model expects, reading arrays from `.npy`/`.npz` files (never
+pickle), checking them, and making random ones.
+
+An `InputSpec` describes one model input the same way for a `.onnx` file and a compiled
+`.net` network: a dim is an `int`, or a string naming a symbolic dim expression as the
+ONNX `dim_param` spells it (`N`, `2*T`, `(T + 1)//2`).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from netc.compiler import dims as D
+from netc.compiler.ir import Graph, Op, Value
+from netc.dsl.errors import NetcInputError, did_you_mean
+
+_UNSPACED_SIGN = re.compile(r"\w[+-]|(?<=.)[+-]\w")
+DEFAULT_INT_HIGH = 2  # integer inputs with no known bound draw from [0, 2)
+
+_NETC_SPELLING = {"float": "f32", "double": "f64", "float16": "f16", "bfloat16": "bf16", "int8": "i8",
+                  "int32": "i32", "int64": "i64", "uint8": "u8"}
+_ORT_TYPES = {
+    "tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+    "tensor(int8)": "int8", "tensor(int16)": "int16", "tensor(int32)": "int32", "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8", "tensor(uint16)": "uint16", "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64", "tensor(bool)": "bool",
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    dtype: np.dtype | None  # None: a type NumPy cannot hold (bfloat16, strings)
+    shape: tuple[int | str, ...]
+    type_name: str = ""  # how the model spells the type, for messages
+    int_high: int = DEFAULT_INT_HIGH  # random integer values are drawn from [0, int_high)
+
+    def __str__(self) -> str:
+        dtype = self.type_name or str(self.dtype)
+        return f"{self.name}: {dtype}[{', '.join(str(d) for d in self.shape)}]"
+
+    def symbols(self) -> list[str]:
+        out: list[str] = []
+        for d in self.shape:
+            if isinstance(d, str):
+                out += [s for s in dim_symbols(d) if s not in out]
+        return out
+
+
+# --------------------------------------------------------------------------- specs
+def specs_from_session(session) -> list[InputSpec]:
+    """Input specs of an onnxruntime `InferenceSession`."""
+    specs = []
+    for i in session.get_inputs():
+        dtype = np.dtype(_ORT_TYPES[i.type]) if i.type in _ORT_TYPES else None
+        shape = tuple(d if isinstance(d, int) else (d or f"?{i.name}.{axis}") for axis, d in enumerate(i.shape))
+        onnx_name = i.type.removeprefix("tensor(").removesuffix(")")
+        type_name = _NETC_SPELLING.get(onnx_name, onnx_name)
+        specs.append(InputSpec(i.name, dtype, shape, type_name))
+    return specs
+
+
+def with_bounds(specs: Sequence[InputSpec], bounds: Mapping[str, int]) -> list[InputSpec]:
+    return [replace(s, int_high=bounds[s.name]) if s.name in bounds else s for s in specs]
+
+
+def integer_bounds(graph: Graph) -> dict[str, int]:
+    """For each integer input, the exclusive upper bound of valid values, when an op that
+    consumes it (directly or through integer-valued ops) tells one: an `embed`'s vocabulary
+    (its table's first dim) or a `one_hot`'s depth."""
+    consumers: dict[int, list[Op]] = {}
+    for op in graph.walk():
+        for v in op.inputs:
+            if v is not None:
+                consumers.setdefault(id(v), []).append(op)
+    bounds = {}
+    for v in graph.inputs:
+        if v.type.dtype.is_int:
+            bound = _bound(v, consumers, depth=0)
+            if bound is not None:
+                bounds[v.name] = bound
+    return bounds
+
+
+def _bound(value: Value, consumers: Mapping[int, list[Op]], depth: int) -> int | None:
+    found: list[int] = []
+    for op in consumers.get(id(value), []):
+        if op.kind == "embed":
+            tables = [v for v in op.inputs if v is not None and v.param is not None]
+            if tables and tables[0].param is not None and tables[0].param.shape:
+                found.append(tables[0].param.shape[0])
+        elif op.kind == "one_hot":
+            depth_attr = op.attrs.get("depth", op.attrs.get("classes"))
+            if isinstance(depth_attr, int) and depth_attr > 0:
+                found.append(depth_attr)
+        elif depth < 8:
+            for out in op.outputs:
+                if out.type.dtype.is_int:
+                    bound = _bound(out, consumers, depth + 1)
+                    if bound is not None:
+                        found.append(bound)
+    return min(found) if found else None
+
+
+# --------------------------------------------------------------------------- dim expressions
+def dim_symbols(text: str) -> list[str]:
+    """The names in a dim expression, in order of appearance."""
+    tree = _parse_dim(text)
+    if tree is None:
+        return [text]
+    found = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Name)), key=lambda n: n.col_offset)
+    return list(dict.fromkeys(n.id for n in found))
+
+
+def eval_dim(text: str, env: Mapping[str, int]) -> int | None:
+    """The value of a dim expression, or None when a name in it has no value."""
+    tree = _parse_dim(text)
+    if tree is None:
+        return env.get(text)
+    try:
+        return _eval(tree.body, env)
+    except KeyError:
+        return None
+
+
+def _parse_dim(text: str) -> ast.Expression | None:
+    """Parse `N`, `2*T - 1`, `(T + 1)//2` with Python's parser (nothing is evaluated by
+    it); anything outside integer arithmetic over names is an opaque dim name. netc writes
+    spaces around `+` and `-`, so `batch-size` (from another exporter) is a name."""
+    if _UNSPACED_SIGN.search(text):
+        return None
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return None
+    allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.Load,
+               ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.USub)
+    for node in ast.walk(tree):
+        if not isinstance(node, allowed) or (isinstance(node, ast.Constant) and type(node.value) is not int):
+            return None
+    return tree
+
+
+def _eval(node: ast.expr, env: Mapping[str, int]) -> int:
+    if isinstance(node, ast.Constant):
+        return int(node.value)
+    if isinstance(node, ast.Name):
+        return env[node.id]
+    if isinstance(node, ast.UnaryOp):
+        return -_eval(node.operand, env)
+    assert isinstance(node, ast.BinOp)
+    a, b = _eval(node.left, env), _eval(node.right, env)
+    if isinstance(node.op, ast.Add):
+        return a + b
+    if isinstance(node.op, ast.Sub):
+        return a - b
+    if isinstance(node.op, ast.Mult):
+        return a * b
+    return a // b if b else 0
+
+
+# --------------------------------------------------------------------------- reading
+def read_inputs(pairs: Iterable[str] = (), npz: str | Path | None = None) -> dict[str, np.ndarray]:
+    """Arrays from `--inputs FILE.npz` (keys are input names) and `--input NAME=FILE.npy`
+    (which win over the archive)."""
+    arrays: dict[str, np.ndarray] = {}
+    if npz is not None:
+        arrays.update(_load(Path(npz), expect_archive=True))
+    for pair in pairs:
+        name, sep, file = pair.partition("=")
+        if not sep or not name or not file:
+            raise NetcInputError(f"--input {pair}: expected NAME=FILE.npy")
+        loaded = _load(Path(file), expect_archive=False)
+        arrays[name] = next(iter(loaded.values()))
+    return arrays
+
+
+def _load(path: Path, expect_archive: bool) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise NetcInputError(f"input file not found: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "pickle" in reason.lower():
+            reason = "it holds Python objects, which netc does not load"
+        raise NetcInputError(f"cannot read {path} as a NumPy file: {reason}", None,
+                             ["save plain numeric arrays with numpy.save / numpy.savez"]) from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            try:
+                arrays = {k: data[k] for k in data.files}
+            except ValueError as err:
+                raise NetcInputError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
+        if not expect_archive and len(arrays) != 1:
+            raise NetcInputError(f"--input wants one array; {path} holds {len(arrays)}", None,
+                                 ["pass an archive of named arrays with --inputs FILE.npz"])
+        return arrays
+    if expect_archive:
+        raise NetcInputError(f"--inputs wants a .npz archive of named arrays; {path} holds one array",
+                             None, [f"pass it as --input NAME={path}"])
+    return {path.stem: data}
+
+
+# --------------------------------------------------------------------------- checking
+def check_inputs(specs: Sequence[InputSpec], arrays: Mapping[str, np.ndarray], partial: bool = False) -> dict[str, int]:
+    """Check names, dtypes and shapes; returns the symbolic-dim values the arrays fix.
+    With `partial`, inputs may be missing (they are made up afterwards)."""
+    names = [s.name for s in specs]
+    for name in arrays:
+        if name not in names:
+            raise NetcInputError(f"the model has no input named '{name}'", None,
+                                 [did_you_mean(name, names) or "", "inputs: " + ", ".join(map(str, specs))])
+    missing = [s for s in specs if s.name not in arrays]
+    if missing and not partial:
+        raise NetcInputError("missing input" + ("s" if len(missing) > 1 else "") + ": "
+                             + ", ".join(map(str, missing)), None,
+                             ["give each with --input NAME=FILE.npy, or pass --random to make up the rest"])
+    env: dict[str, int] = {}
+    for spec in specs:
+        if spec.name not in arrays:
+            continue
+        array = arrays[spec.name]
+        expected = f"the model expects {spec}"
+        if spec.dtype is None:
+            raise NetcInputError(f"input '{spec.name}' has type {spec.type_name}, which netc cannot feed from NumPy")
+        if array.dtype != spec.dtype:
+            raise NetcInputError(f"input '{spec.name}' has dtype {array.dtype}; {expected}", None,
+                                 [f"convert it: array.astype(numpy.{spec.dtype})"])
+        if array.ndim != len(spec.shape):
+            raise NetcInputError(f"input '{spec.name}' has shape {list(array.shape)} (rank {array.ndim}); "
+                                 f"{expected} (rank {len(spec.shape)})")
+        for axis, (d, n) in enumerate(zip(spec.shape, array.shape)):
+            if isinstance(d, int):
+                if d != n:
+                    raise NetcInputError(f"input '{spec.name}' has shape {list(array.shape)}; {expected} "
+                                         f"(axis {axis} must be {d})")
+            elif dim_symbols(d) == [d]:  # a plain named dim: the array fixes its value
+                if d in env and env[d] != n:
+                    raise NetcInputError(f"input '{spec.name}' axis {axis} is {n}, but {d} = {env[d]} "
+                                         "from an earlier input")
+                env[d] = n
+    for spec in specs:  # composite dims (2*T) must agree with their symbols
+        if spec.name not in arrays:
+            continue
+        for axis, d in enumerate(spec.shape):
+            if isinstance(d, str):
+                want = eval_dim(d, env)
+                have = arrays[spec.name].shape[axis]
+                if want is not None and want != have:
+                    raise NetcInputError(f"input '{spec.name}' axis {axis} is {have}; expected {d} = {want}")
+    return env
+
+
+# --------------------------------------------------------------------------- making up
+def resolve_sizes(specs: Sequence[InputSpec], sizes: Mapping[str, int], default: int | Sequence[int] = 1) -> dict[str, int]:
+    """A value for every symbolic dim: from `sizes`, else `default` (an int, or a cycle of
+    ints given to the dims in order of appearance)."""
+    cycle = [default] if isinstance(default, int) else list(default)
+    env = dict(sizes)
+    k = 0
+    for spec in specs:
+        for s in spec.symbols():
+            if s not in env:
+                env[s] = cycle[k % len(cycle)]
+                k += 1
+    return env
+
+
+def random_array(spec: InputSpec, env: Mapping[str, int], rng: np.random.Generator) -> np.ndarray:
+    if spec.dtype is None:
+        raise NetcInputError(f"cannot make a random value for input '{spec.name}' of type {spec.type_name}")
+    shape = []
+    for d in spec.shape:
+        n = d if isinstance(d, int) else eval_dim(d, env)
+        if n is None or n < 0:
+            raise NetcInputError(f"input '{spec.name}': cannot tell the size of dim {d}",
+                                 None, [f"give it with --set {dim_symbols(str(d))[0]}=..."])
+        shape.append(n)
+    if spec.dtype == np.bool_:
+        return rng.integers(0, 2, shape).astype(bool)
+    if np.issubdtype(spec.dtype, np.integer):
+        return rng.integers(0, max(spec.int_high, 1), shape).astype(spec.dtype)
+    return rng.standard_normal(shape).astype(spec.dtype)
+
+
+def random_inputs(specs: Sequence[InputSpec], seed: int = 0, sizes: Mapping[str, int] | None = None,
+                  default: int | Sequence[int] = 1, given: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Every input: the `given` arrays, and random ones for the rest, whose symbolic dims
+    agree with the given arrays, then `sizes`, then `default`."""
+    given = dict(given or {})
+    fixed = check_inputs(specs, given, partial=True)
+    env = resolve_sizes(specs, {**(sizes or {}), **fixed}, default)
+    rng = np.random.default_rng(seed)
+    return {s.name: given[s.name] if s.name in given else random_array(s, env, rng) for s in specs}
+
+
+def graph_specs(graph: Graph) -> list[InputSpec]:
+    """Input specs of an IR graph (as its ONNX model will declare them), with integer bounds."""
+    bounds = integer_bounds(graph)
+    specs = []
+    for v in graph.inputs:
+        try:
+            dtype: np.dtype | None = v.type.dtype.numpy
+        except TypeError:
+            dtype = None
+        shape = tuple(d if isinstance(d, int) else D.dim_str(d) for d in v.type.shape)
+        specs.append(InputSpec(v.name, dtype, shape, v.type.dtype.value, bounds.get(v.name, DEFAULT_INT_HIGH)))
+    return specs

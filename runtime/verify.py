@@ -1,0 +1,260 @@
+"""onnxruntime against the NumPy reference interpreter, on random inputs.
+
+Each seed draws new inputs (symbolic dims alternate between small sizes, 2 and 3) and
+compares every network output within a tolerance per dtype. When an output disagrees,
+the network is lowered again with every intermediate value exposed and compared op by
+op: the first op whose result diverges (its inputs still agree) is reported at its
+source line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from netc.compiler.ir import DType, Graph, Op
+from netc.compiler.lowering import DEFAULT_OPSET, lower_graph
+from netc.dsl.errors import NetcVerifyError
+from netc.runtime.inputs import check_inputs, graph_specs, random_inputs
+from netc.runtime.reference import run_graph
+from netc.runtime.run import run_session, short_dtype
+from netc.runtime.session import make_session
+
+TOLERANCES: dict[DType, tuple[float, float]] = {  # (rtol, atol)
+    DType.f16: (1e-2, 1e-2),
+    DType.bf16: (2e-2, 2e-2),
+    DType.f32: (1e-4, 1e-5),
+    DType.f64: (1e-9, 1e-11),
+}
+EXACT = (0.0, 0.0)  # integers and booleans must match exactly
+SIZES = (2, 3)  # symbolic dims take these sizes in turn; odd seeds start from the other end
+_TAG = "netcverify"  # temporary op labels that make exposed ONNX names traceable to ops
+_TAGGED = re.compile(_TAG + r"(\d+)_")
+
+
+def tolerance(dtype: np.dtype, rtol: float | None = None, atol: float | None = None) -> tuple[float, float]:
+    """(rtol, atol) for a dtype; `rtol`/`atol` override the floats' defaults, while
+    integers and booleans always compare exactly."""
+    try:
+        default = TOLERANCES.get(DType.from_numpy(np.dtype(dtype)), EXACT)
+    except KeyError:
+        default = EXACT
+    if default is EXACT:
+        return EXACT
+    return (default[0] if rtol is None else rtol, default[1] if atol is None else atol)
+
+
+@dataclass
+class Comparison:
+    """One tensor compared: the largest absolute and relative errors and the verdict."""
+
+    name: str
+    type: str
+    max_abs: float
+    max_rel: float
+    rtol: float
+    atol: float
+    ok: bool
+    note: str = ""
+
+
+def compare(name: str, got: np.ndarray, want: np.ndarray, rtol: float | None = None,
+            atol: float | None = None) -> Comparison:
+    """`got` (onnxruntime) against `want` (reference): |got - want| <= atol + rtol * |want|
+    everywhere; NaNs must sit in the same places."""
+    rt, at = tolerance(want.dtype, rtol, atol)
+    kind = f"{short_dtype(want.dtype)}{list(want.shape)}"
+    if got.shape != want.shape:
+        return Comparison(name, kind, np.inf, np.inf, rt, at, False,
+                          f"onnxruntime gives shape {list(got.shape)}")
+    if got.dtype != want.dtype:
+        return Comparison(name, kind, np.inf, np.inf, rt, at, False, f"onnxruntime gives dtype {got.dtype}")
+    a = got.astype(np.float64)
+    b = want.astype(np.float64)
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    same_inf = np.isinf(a) & (a == b)
+    usable = ~(nan_a | nan_b | same_inf)
+    diff = np.where(usable, np.abs(a - b), 0.0)
+    scale = np.abs(b)
+    rel = np.divide(diff, scale, out=np.zeros_like(diff), where=usable & (scale > 0))
+    ok_values = diff <= at + rt * scale
+    note = ""
+    bad_nan = nan_a != nan_b
+    if bad_nan.any():
+        note = f"NaN in {int(bad_nan.sum())} place(s) on one side only"
+    bad_inf = (np.isinf(a) | np.isinf(b)) & ~same_inf & ~(nan_a | nan_b)
+    if bad_inf.any():
+        note = note or f"infinities differ in {int(bad_inf.sum())} place(s)"
+        diff = np.where(bad_inf, np.inf, diff)
+    ok = bool(np.all(ok_values | ~usable) and not bad_nan.any() and not bad_inf.any())
+    return Comparison(name, kind, float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), rt, at, ok, note)
+
+
+@dataclass
+class Divergence:
+    """The first op whose onnxruntime result differs from the reference's."""
+
+    op: Op
+    seed: int
+    comparisons: list[Comparison]
+
+    def error(self) -> NetcVerifyError:
+        bad = next(c for c in self.comparisons if not c.ok)
+        label = self.op.label or self.op.kind
+        detail = bad.note or f"max abs err {bad.max_abs:.3g}, max rel err {bad.max_rel:.3g}"
+        return NetcVerifyError(
+            f"onnxruntime and the reference first disagree at {label} ({self.op.kind}), "
+            f"result {bad.name} {bad.type}: {detail} (rtol {_tol(bad.rtol)}, atol {_tol(bad.atol)}; seed {self.seed})",
+            self.op.span,
+            [f"its inputs agree, so the ONNX lowering or the NumPy reference of `{self.op.kind}` is wrong"])
+
+
+@dataclass
+class VerifyReport:
+    network: str
+    provider: str
+    seeds: list[int]
+    sizes: list[dict[str, int]]  # the symbolic-dim sizes used with each seed
+    outputs: list[Comparison]  # per output, the worst over the seeds
+    per_op: list[tuple[Op, Comparison]] = field(default_factory=list)
+    divergence: Divergence | None = None
+    failing_seed: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.outputs)
+
+
+def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProto, seeds: Sequence[int] = (0, 1, 2),
+           rtol: float | None = None, atol: float | None = None, per_op: bool = False,
+           opset: int = DEFAULT_OPSET, provider: str = "cpu", sizes: Mapping[str, int] | None = None,
+           check_model: bool = True) -> VerifyReport:
+    """Compare `model` (the lowering of `graph` with `params`) on onnxruntime with the
+    reference interpreter; with `per_op`, also compare every intermediate for the first seed."""
+    if check_model and model.ByteSize() < 2**31 - 2**24:
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+            raise NetcVerifyError(f"the ONNX checker rejects the model of '{graph.name}': "
+                                  f"{str(err).strip().splitlines()[0][:400]}", graph.span) from None
+    specs = graph_specs(graph)
+    session = make_session(model, provider)
+    worst: dict[str, Comparison] = {}
+    used_sizes: list[dict[str, int]] = []
+    failing: tuple[int, dict[str, np.ndarray]] | None = None
+    first: tuple[int, dict[str, np.ndarray]] | None = None
+    for seed in seeds:
+        cycle = SIZES if seed % 2 == 0 else SIZES[::-1]
+        inputs = random_inputs(specs, seed, sizes, default=cycle)
+        first = first or (seed, inputs)
+        used_sizes.append(check_inputs(specs, inputs))
+        got = run_session(session, inputs, specs)
+        want = run_graph(graph, params, inputs)
+        for name, expected in want.items():
+            c = compare(name, got[name], expected, rtol, atol)
+            prev = worst.get(name)
+            if prev is None or (prev.ok and not c.ok) or (prev.ok == c.ok and c.max_abs > prev.max_abs):
+                worst[name] = c
+            if not c.ok and failing is None:
+                failing = (seed, inputs)
+    for name, c in worst.items():  # report the declared type; the errors are the worst over the seeds
+        c.type = str(graph.outputs[name].type)
+    report = VerifyReport(graph.name, session.provider, list(seeds), used_sizes,
+                          [worst[n] for n in graph.outputs if n in worst],
+                          failing_seed=failing[0] if failing else None)
+    probe = failing or (first if per_op else None)
+    if probe is not None:
+        seed, inputs = probe
+        report.per_op, report.divergence = compare_ops(graph, params, inputs, seed, rtol, atol, opset, provider)
+    return report
+
+
+def compare_ops(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray], seed: int,
+                rtol: float | None = None, atol: float | None = None, opset: int = DEFAULT_OPSET,
+                provider: str = "cpu") -> tuple[list[tuple[Op, Comparison]], Divergence | None]:
+    """Every top-level op's results on onnxruntime and in the reference; and the first op
+    that diverges. Ops without a tensor of their own in the ONNX graph (constants folded
+    into initializers, identities) are skipped."""
+    model, names = exposed_model(graph, params, opset)
+    session = make_session(model, provider)
+    out_names = [o.name for o in session.session.get_outputs()]
+    got = dict(zip(out_names, session.session.run(out_names, dict(inputs))))
+    record: dict[int, np.ndarray] = {}
+    run_graph(graph, params, inputs, record=record)
+    rows: list[tuple[Op, Comparison]] = []
+    divergence = None
+    for op in graph.ops:
+        comparisons = [compare(v.name, got[names[id(v)]], record[id(v)], rtol, atol)
+                       for v in op.outputs if id(v) in names and names[id(v)] in got and id(v) in record]
+        rows += [(op, c) for c in comparisons]
+        if divergence is None and any(not c.ok for c in comparisons):
+            divergence = Divergence(op, seed, comparisons)
+    return rows, divergence
+
+
+def exposed_model(graph: Graph, params: Mapping[str, np.ndarray],
+                  opset: int = DEFAULT_OPSET) -> tuple[onnx.ModelProto, dict[int, str]]:
+    """The model with every intermediate as an output, and the ONNX name of each IR value.
+
+    ONNX node and tensor names start with the label of the op that made them, so the ops
+    are labelled `netcverify<i>` while lowering (and restored after) to read back which
+    exposed tensor belongs to which op."""
+    saved = [op.label for op in graph.ops]
+    try:
+        for i, op in enumerate(graph.ops):
+            op.label = f"{_TAG}{i}"
+        model = lower_graph(graph, params, opset, expose_all=True)
+    finally:
+        for op, label in zip(graph.ops, saved):
+            op.label = label
+    names: dict[int, str] = {}
+    for name, value in graph.outputs.items():
+        names.setdefault(id(value), name)
+    by_op: dict[int, list[onnx.ValueInfoProto]] = {}
+    for info in model.graph.output[len(graph.outputs):]:
+        match = _TAGGED.match(info.name)
+        if match:
+            by_op.setdefault(int(match.group(1)), []).append(info)
+    for i, op in enumerate(graph.ops):
+        infos = by_op.get(i, [])
+        for v in op.outputs:
+            if id(v) in names:
+                continue
+            for info in infos:
+                t = info.type.tensor_type
+                if t.elem_type == v.type.dtype.onnx and len(t.shape.dim) == v.type.rank:
+                    names[id(v)] = info.name
+                    infos.remove(info)
+                    break
+    return model, names
+
+
+# --------------------------------------------------------------------------- reporting
+def format_report(report: VerifyReport) -> str:
+    sizes = " | ".join(", ".join(f"{k}={v}" for k, v in s.items()) or "static" for s in report.sizes)
+    lines = [f"verify {report.network}: onnxruntime ({report.provider}) vs the NumPy reference, "
+             f"seeds {', '.join(map(str, report.seeds))} (sizes {sizes})"]
+    lines += _table("output", [(c.name, c) for c in report.outputs])
+    if report.per_op:
+        seed = report.failing_seed if report.failing_seed is not None else report.seeds[0]
+        lines += ["", f"op by op (seed {seed}):"]
+        lines += _table("op", [(f"{op.label or op.kind} ({op.kind})", c) for op, c in report.per_op])
+    verdict = "ok" if report.ok else "MISMATCH"
+    lines += ["", f"{verdict}: {sum(c.ok for c in report.outputs)}/{len(report.outputs)} outputs within tolerance"]
+    return "\n".join(lines)
+
+
+def _table(first: str, rows: list[tuple[str, Comparison]]) -> list[str]:
+    header = [first, "type", "max abs err", "max rel err", "rtol/atol", "ok"]
+    body = [[name, c.type, f"{c.max_abs:.3g}", f"{c.max_rel:.3g}", f"{_tol(c.rtol)}/{_tol(c.atol)}",
+             "ok" if c.ok else "MISMATCH" + (f" ({c.note})" if c.note else "")] for name, c in rows]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header) - 1)]
+    return ["  ".join([*(cell.ljust(w) for cell, w in zip(r[:-1], widths)), r[-1]]).rstrip() for r in [header, *body]]
+
+
+def _tol(x: float) -> str:
+    return f"{x:.0e}" if x else "0"
