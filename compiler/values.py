@@ -11,7 +11,7 @@ from netc.compiler import dims as D
 from netc.compiler.ir import DType, Init, Value
 from netc.compiler.ops.registry import Arg, OpDef
 from netc.dsl import ast
-from netc.dsl.errors import NetcTypeError, Span
+from netc.dsl.errors import NetcError, NetcTypeError, Span, did_you_mean
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +49,18 @@ class Intrinsic:
 
 INIT_SCHEMES = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal",
                 "normal", "uniform", "zeros", "ones", "constant")
+
+
+class Word(str):
+    """A bare name that is not bound, passed as an argument: `pad=same`, `reset=before`.
+    Accepted where an argument lists named options; anywhere else it raises `error`."""
+
+    error: NetcError
+
+    def __new__(cls, text: str, error: NetcError) -> Word:
+        word = super().__new__(cls, text)
+        word.error = error
+        return word
 
 
 def describe(value: Any) -> str:
@@ -95,6 +107,13 @@ def convert(value: Any, arg: Arg, span: Span, fname: str) -> Any:
         return NetcTypeError(f"{fname}: '{arg.name}' expects {expected}; got {describe(value)}", span, hints)
 
     kind = arg.kind
+    if isinstance(value, Word):
+        if kind == "choice" or (kind in ("str", "any") and arg.choices):
+            if value not in arg.choices:
+                raise NetcTypeError(f"{fname}: '{arg.name}' expects one of {', '.join(arg.choices)}; "
+                                    f"got {value}", span, [did_you_mean(value, arg.choices)])
+            return str(value)
+        raise value.error
     if kind == "any":
         return value
     if kind == "tensor":
