@@ -35,13 +35,14 @@ class _Scope:
 class Builder:
     """Appends ops to `graph`; one instance per graph (regions get their own)."""
 
-    def __init__(self, graph: Graph, limits: Limits = DEFAULT_LIMITS, parent: Builder | None = None):
+    def __init__(self, graph: Graph, limits: Limits = DEFAULT_LIMITS, parent: Builder | None = None,
+                 prefix: str = ""):
         self.graph = graph
         self.limits = limits
         self.parent = parent
         self.span: Span | None = None  # span of the call being built
         self.label = ""  # label of the layer instance being built
-        self._scopes = [_Scope("")]
+        self._scopes = [_Scope(prefix)]  # a region's builder names its layers under its op's label
         self._value_names: dict[str, int] = {}
         self._param_bytes = 0 if parent is None else parent._param_bytes
         self._op_count = 0
@@ -126,7 +127,10 @@ class Builder:
                                  self.span, ["a compile-time `for` may be running away"])
         opdef = REGISTRY[kind]
         in_types = [v.type if v is not None else None for v in inputs]
-        out_types = opdef.infer(attrs, in_types, self)
+        if regions:
+            out_types = opdef.infer_regions(attrs, in_types, regions, self)
+        else:
+            out_types = opdef.infer(attrs, in_types, self)
         for t in out_types:
             self.check_type(t)
         op = Op(kind, list(inputs), [], dict(attrs), self.span, regions, self.label)

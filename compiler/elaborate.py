@@ -20,7 +20,7 @@ from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.ops import REGISTRY
 from netc.compiler.ops.registry import Arg
 from netc.compiler.program import ModuleInfo, Program
-from netc.compiler.values import BlockFn, Builtin, Intrinsic, convert, describe
+from netc.compiler.values import BlockFn, Builtin, Intrinsic, Word, convert, describe
 from netc.dsl import ast
 from netc.dsl.errors import (
     NetcError,
@@ -137,7 +137,7 @@ class Elaborator:
             self.bind_targets(stmt.targets, value, scope, stmt.value.span)
         elif isinstance(stmt, ast.For):
             iterable = self.eval(stmt.iterable, scope)
-            if isinstance(iterable, D.Sym) or isinstance(iterable, Value):
+            if isinstance(iterable, (D.Sym, Value)):
                 raise NetcTypeError(f"for loops run at compile time and need a list; got {describe(iterable)}",
                                     stmt.iterable.span, ["use recur(...) to repeat over a sequence at run time"])
             if not isinstance(iterable, list | tuple):
@@ -355,13 +355,22 @@ class Elaborator:
     # ------------------------------------------------------------------ calls
     def _eval_Call(self, e: ast.Call, scope: Scope) -> Any:
         func = self.eval(e.func, scope)
-        args = [(self.eval(a, scope), a.span) for a in e.args]
+        args = [(self._eval_argument(a, scope), a.span) for a in e.args]
         kwargs: dict[str, tuple[Any, Span]] = {}
         for kw in e.kwargs:
             if kw.name in kwargs:
                 raise NetcTypeError(f"argument '{kw.name}' is given twice", kw.span)
-            kwargs[kw.name] = (self.eval(kw.value, scope), kw.span)
+            kwargs[kw.name] = (self._eval_argument(kw.value, scope), kw.span)
         return self.call(func, args, kwargs, e.span)
+
+    def _eval_argument(self, expr: ast.Expr, scope: Scope) -> Any:
+        """An argument; an unbound bare name becomes a `Word` (`pad=same`), which only an
+        argument with named options accepts — anywhere else it is an unknown-name error."""
+        if isinstance(expr, ast.Name) and scope.lookup(expr.id, self) is _UNBOUND:
+            error = NetcNameError(f"unknown name '{expr.id}'", expr.span,
+                                  [did_you_mean(expr.id, scope.visible_names())])
+            return Word(expr.id, error)
+        return self.eval(expr, scope)
 
     def call(self, func: Any, args: list[tuple[Any, Span]], kwargs: dict[str, tuple[Any, Span]],
              span: Span) -> Any:
@@ -369,6 +378,8 @@ class Elaborator:
             return self._call_builtin(func, args, kwargs, span)
         if isinstance(func, Intrinsic):
             bound = bind_arguments(func.name, func.signature, args, kwargs, span)
+            if getattr(func.fn, "wants_spans", False):  # for errors that point at one argument
+                bound["spans"] = argument_spans(func.signature, args, kwargs, span)
             return func.fn(self, span, **bound)
         if isinstance(func, BlockFn):
             return self._call_block(func, args, kwargs, span)
@@ -387,7 +398,9 @@ class Elaborator:
         self.b.begin_layer(func.name, span, name)
         return func.opdef.build(self.b, **bound)
 
-    def _call_block(self, func: BlockFn, args, kwargs, span: Span) -> Any:
+    def _call_block(self, func: BlockFn, args, kwargs, span: Span, inline: bool = False) -> Any:
+        """Instantiate a block. `inline` names its layers in the current scope instead of a
+        new one (a recurrence's step block: its layers are the recurrence's)."""
         defn = func.defn
         name = None
         if "name" in kwargs and "name" not in {p.name for p in defn.params}:
@@ -412,15 +425,20 @@ class Elaborator:
                 value = self._check_block_param(defn, p, value, spans[p.name])
             scope.vars[p.name] = value
         self._block_stack.append((defn.name, span))
-        self.b.push_scope(defn.name, name)
+        builder = self.b
+        if not inline:
+            builder.push_scope(defn.name, name)
         try:
             self.exec_body(defn.body, scope, None)
         except _Return as ret:
             return ret.value
         except NetcError as err:
-            raise err.with_note(span, f"in block '{defn.name}' called here") if len(err.notes) < 6 else err
+            if len(err.notes) < 6:
+                err.with_note(span, f"in block '{defn.name}' called here")
+            raise
         finally:
-            self.b.pop_scope()
+            if not inline:
+                builder.pop_scope()
             self._block_stack.pop()
         raise NetcTypeError(f"block '{defn.name}' ends without `return`", defn.span)
 
@@ -452,6 +470,10 @@ def bind_arguments(fname: str, signature: tuple[Arg, ...], args: list[tuple[Any,
     bound: dict[str, Any] = {}
     positional = list(args)
     for arg in signature:
+        if arg.kind == "kwargs":  # the remaining keyword arguments, kept with their spans
+            known = {a.name for a in signature}
+            bound[arg.name] = {k: v for k, v in kwargs.items() if k not in known}
+            continue
         if arg.variadic:
             rest = positional
             positional = []
@@ -478,6 +500,8 @@ def bind_arguments(fname: str, signature: tuple[Arg, ...], args: list[tuple[Any,
         raise NetcTypeError(f"{fname}() takes at most {len(signature)} positional arguments; "
                             f"got {len(args)}", s, [f"signature: {signature_text(fname, signature)}"])
     names = {a.name for a in signature}
+    if any(a.kind == "kwargs" for a in signature):
+        names |= set(kwargs)
     for key, (_, s) in kwargs.items():
         if key not in names:
             raise NetcNameError(f"{fname}() has no argument '{key}'", s,
@@ -485,18 +509,43 @@ def bind_arguments(fname: str, signature: tuple[Arg, ...], args: list[tuple[Any,
     return bound
 
 
+def argument_spans(signature: tuple[Arg, ...], args: list[tuple[Any, Span]],
+                   kwargs: dict[str, tuple[Any, Span]], span: Span) -> dict[str, Span]:
+    """Where each argument of a call was written (the call's span for defaults)."""
+    spans = {a.name: span for a in signature}
+    for arg, (_, s) in zip((a for a in signature if not a.variadic and a.kind != "kwargs"), args):
+        spans[arg.name] = s
+    spans.update({name: s for name, (_, s) in kwargs.items()})
+    return spans
+
+
 def signature_text(fname: str, signature: tuple[Arg, ...]) -> str:
     parts = []
     for a in signature:
-        if a.variadic:
+        if a.kind == "kwargs":
+            parts.append(f"**{a.name}")
+        elif a.variadic:
             parts.append(f"*{a.name}")
         elif a.required:
             parts.append(a.name)
         else:
-            default = "none" if a.default is None else str(a.default).lower() if isinstance(a.default, bool) \
-                else a.default
-            parts.append(f"{a.name}={default}")
+            parts.append(f"{a.name}={_default_text(a.default)}")
     return f"{fname}({', '.join(parts)})"
+
+
+def _default_text(value: Any) -> str:
+    """A default value as it would be written in a .net file."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, DType):
+        return value.value
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_default_text(v) for v in value) + "]"
+    return str(value)
 
 
 def _slice_key(item: int | slice) -> int | tuple:

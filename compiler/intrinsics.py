@@ -7,8 +7,9 @@ from typing import Any
 
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, Init, Value
+from netc.compiler.ops import REGISTRY
 from netc.compiler.ops.registry import Arg
-from netc.compiler.values import Intrinsic, describe
+from netc.compiler.values import Builtin, Intrinsic, describe
 from netc.dsl.errors import NetcLimitError, NetcTypeError, Span
 
 _MAX_RANGE = 1_000_000
@@ -66,12 +67,26 @@ def _shape(elab, span: Span, x: Value) -> tuple:
 
 
 def _minmax(pick):
-    def fn(elab, span: Span, values: tuple) -> Any:
+    def fn(elab, span: Span, values: tuple, axis: Any, keepdims: Any) -> Any:
+        if any(isinstance(v, Value) for v in values):
+            return _reduce_tensor(elab, span, pick.__name__, values, axis, keepdims)
+        if axis is not None or keepdims is not None:
+            raise NetcTypeError(f"{pick.__name__}(): axis= and keepdims= apply to a tensor", span)
         items = list(values[0]) if len(values) == 1 and isinstance(values[0], list | tuple) else list(values)
         if not items or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
             raise NetcTypeError(f"{pick.__name__}() expects numbers", span)
         return pick(items)
     return fn
+
+
+def _reduce_tensor(elab, span: Span, name: str, values: tuple, axis: Any, keepdims: Any) -> Value:
+    """`max(x, axis=...)` of a tensor is the reduction op of the same name."""
+    if sum(isinstance(v, Value) for v in values) > 1 or not isinstance(values[0], Value):
+        raise NetcTypeError(f"{name}() of tensors reduces one tensor over axes; got "
+                            + ", ".join(describe(v) for v in values), span,
+                            [f"signature: {name}(x, axis=none, keepdims=false)"])
+    kwargs = {k: (v, span) for k, v in (("axis", axis), ("keepdims", keepdims)) if v is not None}
+    return elab.call(Builtin(REGISTRY[name]), [(v, span) for v in values], kwargs, span)
 
 
 def _fill(value: float):
@@ -102,6 +117,7 @@ def _to_float(elab, span: Span, x: Any) -> float:
     return float(x)
 
 
+_MINMAX_SIG = (Arg("values", "any", variadic=True), Arg("axis", "any", None), Arg("keepdims", "any", None))
 _FILL_SIG = (Arg("shape", "dim", variadic=True), Arg("dtype", "dtype", DType.f32))
 
 INTRINSICS: dict[str, Any] = {
@@ -117,8 +133,8 @@ INTRINSICS: dict[str, Any] = {
         Intrinsic("channels", (Arg("x", "tensor"),), _channels, "size of axis 1"),
         Intrinsic("rank", (Arg("x", "tensor"),), _rank, "number of axes"),
         Intrinsic("shape", (Arg("x", "tensor"),), _shape, "tuple of all dims"),
-        Intrinsic("min", (Arg("values", "any", variadic=True),), _minmax(min), "smallest number"),
-        Intrinsic("max", (Arg("values", "any", variadic=True),), _minmax(max), "largest number"),
+        Intrinsic("min", _MINMAX_SIG, _minmax(min), "smallest number; min(x, axis, keepdims) reduces a tensor"),
+        Intrinsic("max", _MINMAX_SIG, _minmax(max), "largest number; max(x, axis, keepdims) reduces a tensor"),
         Intrinsic("int", (Arg("x", "any"),), _to_int, "truncate to an integer"),
         Intrinsic("float", (Arg("x", "any"),), _to_float, "a float"),
         Intrinsic("zeros", _FILL_SIG, _fill(0.0), "a tensor of zeros; also an initialiser"),
@@ -135,3 +151,7 @@ for _scheme in ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "l
     INTRINSICS[_scheme] = Init(_scheme)
 INTRINSICS["glorot"] = Init("glorot_uniform")
 INTRINSICS["he"] = Init("he_normal")
+
+from netc.compiler.recurrence import RECURRENCE  # noqa: E402  (recur, generate, recurse)
+
+INTRINSICS.update(RECURRENCE)

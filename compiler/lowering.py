@@ -3,7 +3,8 @@ owns naming, initializers, symbolic-dim materialisation and the model wrapper.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import ChainMap
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,17 +29,31 @@ class LowerContext:
     """What an op's `lower` sees: node and initializer factories, unique names, and the
     runtime value of symbolic dims."""
 
-    def __init__(self, graph: Graph, opset: int):
+    def __init__(self, graph: Graph, opset: int, parent: LowerContext | None = None):
         self.graph = graph
         self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
+        self._op: Op | None = None
+        self._region_outputs: set[str] = set()
+        self.root: LowerContext = self if parent is None else parent.root
+        self._names: MutableMapping[int, str]
+        if parent is not None:
+            # A region's body: its own nodes; names, initializers and constants are shared with
+            # the whole model (ONNX subgraphs read outer values by name, and names must be
+            # unique across all scopes).
+            self.initializers = parent.initializers
+            self._names = ChainMap({}, parent._names)
+            self._used = parent._used
+            self._consts = parent._consts
+            self._symbol_sources = parent._symbol_sources
+            self._shape_of = parent._shape_of
+            return
         self.initializers: list[TensorProto] = []
-        self._names: dict[int, str] = {}
+        self._names = {}
         self._used: set[str] = set()
         self._consts: dict[tuple, str] = {}
         self._symbol_sources: dict[str, tuple[str, int]] = {}
         self._shape_of: dict[str, str] = {}
-        self._op: Op | None = None
         for v in graph.inputs:
             for axis, d in enumerate(v.type.shape):
                 if isinstance(d, D.Sym) and len(d.terms) == 1 and d.terms[0][1] == 1 \
@@ -96,6 +111,8 @@ class LowerContext:
 
     def shape_tensor(self, dims: Sequence[D.Dim]) -> str:
         """An int64 1-D tensor holding `dims`, computing symbolic dims from the graph inputs."""
+        if self.root is not self:  # computed once, outside every loop body
+            return self.root.shape_tensor(dims)
         if all(isinstance(d, int) for d in dims):
             return self.ints(list(dims))
         parts = [self.dim_tensor(d) for d in dims]
@@ -103,6 +120,8 @@ class LowerContext:
 
     def dim_tensor(self, d: D.Dim) -> str:
         """A 1-element int64 tensor holding dim `d` at run time."""
+        if self.root is not self:
+            return self.root.dim_tensor(d)
         if isinstance(d, int):
             return self.ints([d])
         total: str | None = None
@@ -130,6 +149,41 @@ class LowerContext:
             self._shape_of[key] = self.node("Slice", [self._shape_of[source], self.ints([axis]),
                                                       self.ints([axis + 1])])[0]
         return self._shape_of[key]
+
+    def define_symbol(self, name: str, source: str, axis: int) -> None:
+        """Symbolic dim `name` is the size of `axis` of ONNX value `source` (a dim that an op
+        creates, such as the length of a generated sequence)."""
+        if self.root is self:
+            self._symbol_sources.setdefault(name, (source, axis))
+
+    # ----------------------------------------------------------------- regions
+    def child(self) -> LowerContext:
+        """A context that lowers a region into the body of a `Scan` or `Loop`."""
+        return LowerContext(self.graph, self.opset, parent=self)
+
+    def region_input(self, value: Value | None, hint: str, t: TensorType | None = None) -> onnx.ValueInfoProto:
+        """Declare a body input; `value` (a region input) is bound to it when given."""
+        name = self.fresh(hint)
+        if value is not None:
+            self.bind(value, name)
+        t = t if t is not None else value.type if value is not None else None
+        if t is None:
+            raise ValueError("a body input needs a type")
+        return value_info(name, t)
+
+    def region_output(self, name: str, t: TensorType) -> onnx.ValueInfoProto:
+        """Declare ONNX value `name` a body output. A body output must be computed by the
+        body and listed once, so a pass-through (an input, an outer value, a repeat) gets an
+        Identity."""
+        produced = {o for node in self.nodes for o in node.output}
+        if name not in produced or name in self._region_outputs:
+            name = self.node("Identity", [name])[0]
+        self._region_outputs.add(name)
+        return value_info(name, t)
+
+    def subgraph(self, name: str, inputs: Sequence[onnx.ValueInfoProto],
+                 outputs: Sequence[onnx.ValueInfoProto]) -> onnx.GraphProto:
+        return helper.make_graph(self.nodes, self.fresh(name), list(inputs), list(outputs))
 
     # ----------------------------------------------------------------- driving
     def lower_ops(self, ops: Sequence[Op]) -> None:

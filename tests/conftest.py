@@ -66,14 +66,15 @@ def assert_close(got: dict, want: dict, dtype: str, context: str = "") -> None:
             np.testing.assert_array_equal(actual, expected, err_msg=f"{context} {name}")
 
 
-def network_source(expr: str, inputs: dict[str, str], dtype: str) -> str:
+def network_source(expr: str, inputs: dict[str, str], dtype: str, defs: str = "") -> str:
+    """A one-network file: `defs` (blocks) first, then the inputs and `expr` as the output."""
     lines = [f"  input {name}: {t.replace('{f}', dtype)}" for name, t in inputs.items()]
     body = expr.replace("{f}", dtype)
     if re.search(r"^\s*output\b", body, flags=re.M):
         lines.append(body)
     else:
         lines.append(f"  output out = {body}")
-    return "network Case {\n" + "\n".join(lines) + "\n}\n"
+    return defs.replace("{f}", dtype) + "network Case {\n" + "\n".join(lines) + "\n}\n"
 
 
 @pytest.fixture

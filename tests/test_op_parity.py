@@ -20,7 +20,7 @@ CASES = [
 
 @pytest.mark.parametrize(("opdef", "case", "dtype"), CASES)
 def test_parity(opdef, case, dtype):
-    source = network_source(case.expr, case.inputs, dtype.value)
+    source = network_source(case.expr, case.inputs, dtype.value, case.defs)
     compiled = netc.compile_source(source, seed=7)
     check_onnx(compiled.model)
     for seed in (0, 1, 2):

@@ -6,6 +6,7 @@ from netc.compiler.ops import (  # noqa: F401  (importing registers the ops)
     dense,
     elementwise,
     embed,
+    loops,
     norm,
     pool,
     recurrent,

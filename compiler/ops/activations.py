@@ -21,6 +21,10 @@ class _Activation(_Unary):
             b.axis(attrs["axis"], inputs[0].rank)
         return out
 
+    def hoistable(self, op, varying):
+        # An axis counted from the front would move when a leading axis is added.
+        return op.attrs.get("axis", -1) < 0 and super().hoistable(op, varying)
+
 
 def lower_activation(ctx, act: str | None, x: str) -> str:
     """Apply activation `act` (with its default attributes) to ONNX value `x`."""
@@ -48,7 +52,7 @@ class Sigmoid(_Activation):
     name = "sigmoid"
     onnx_op = "Sigmoid"
     doc = "1 / (1 + e^-x)"
-    cases = _cases("x -> sigmoid") + (Case("sigmoid(x * 40)", {"x": "{f}[4, 9]"}, note="saturated"),)
+    cases = (*_cases("x -> sigmoid"), Case("sigmoid(x * 40)", {"x": "{f}[4, 9]"}, note="saturated"))
 
 
 @register
@@ -89,7 +93,7 @@ class LeakyRelu(_Activation):
     name = "leaky_relu"
     doc = "x if x > 0 else alpha * x"
     signature = (Arg("x", "tensor"), Arg("alpha", "float", 0.01))
-    cases = _cases("leaky_relu(x)") + (Case("leaky_relu(x, alpha=0.2)", {"x": "{f}[4, 3]"}),)
+    cases = (*_cases("leaky_relu(x)"), Case("leaky_relu(x, alpha=0.2)", {"x": "{f}[4, 3]"}))
 
     def lower(self, ctx, op, inputs):
         return ctx.node("LeakyRelu", inputs, alpha=op.attrs["alpha"])
@@ -101,7 +105,7 @@ class Elu(_Activation):
     name = "elu"
     doc = "x if x > 0 else alpha * (e^x - 1)"
     signature = (Arg("x", "tensor"), Arg("alpha", "float", 1.0))
-    cases = _cases("elu(x)") + (Case("elu(x, alpha=0.5)", {"x": "{f}[4, 3]"}),)
+    cases = (*_cases("elu(x)"), Case("elu(x, alpha=0.5)", {"x": "{f}[4, 3]"}))
 
     def lower(self, ctx, op, inputs):
         return ctx.node("Elu", inputs, alpha=op.attrs["alpha"])
@@ -113,7 +117,7 @@ class Gelu(_Activation):
     name = "gelu"
     doc = "x * Phi(x), exact (erf) or the tanh approximation"
     signature = (Arg("x", "tensor"), Arg("approximate", "choice", "none", choices=("none", "tanh")))
-    cases = _cases("gelu(x)") + (Case('gelu(x, approximate="tanh")', {"x": "{f}[4, 3]"}),)
+    cases = (*_cases("gelu(x)"), Case('gelu(x, approximate="tanh")', {"x": "{f}[4, 3]"}))
 
     def lower(self, ctx, op, inputs):
         return ctx.node("Gelu", inputs, approximate=op.attrs["approximate"])
@@ -124,7 +128,7 @@ class HardTanh(_Activation):
     name = "hard_tanh"
     doc = "clip(x, min, max), by default to [-1, 1]"
     signature = (Arg("x", "tensor"), Arg("min", "float", -1.0), Arg("max", "float", 1.0))
-    cases = _cases("hard_tanh(x * 3)") + (Case("hard_tanh(x, min=0.0, max=6.0)", {"x": "{f}[4, 3]"}),)
+    cases = (*_cases("hard_tanh(x * 3)"), Case("hard_tanh(x, min=0.0, max=6.0)", {"x": "{f}[4, 3]"}))
 
     def infer(self, attrs, inputs, b):
         if attrs["min"] > attrs["max"]:
@@ -143,7 +147,8 @@ class Softmax(_Activation):
     name = "softmax"
     doc = "e^x / sum(e^x) along `axis` (default the last)"
     signature = (Arg("x", "tensor"), Arg("axis", "int", -1))
-    cases = _cases("softmax(x)") + (
+    cases = (
+        *_cases("softmax(x)"),
         Case("softmax(x, axis=1)", {"x": "{f}[2, 3, 4]"}),
         Case("softmax(x * 1000)", {"x": "{f}[3, 5]"}, note="large logits"),
     )
@@ -160,7 +165,7 @@ class LogSoftmax(_Activation):
     name = "log_softmax"
     doc = "log(softmax(x)) along `axis`, computed stably"
     signature = (Arg("x", "tensor"), Arg("axis", "int", -1))
-    cases = _cases("log_softmax(x)") + (Case("log_softmax(x * 1000, axis=0)", {"x": "{f}[3, 5]"}),)
+    cases = (*_cases("log_softmax(x)"), Case("log_softmax(x * 1000, axis=0)", {"x": "{f}[3, 5]"}))
 
     def lower(self, ctx, op, inputs):
         return ctx.node("LogSoftmax", inputs, axis=op.attrs["axis"])

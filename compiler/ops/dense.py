@@ -14,6 +14,7 @@ class Dense(OpDef):
     name = "dense"
     doc = "act(x @ weight + bias); weight is [in, units]"
     has_params = True
+    step_polymorphic = True
     signature = (
         Arg("x", "tensor"),
         Arg("units", "int", positive=True),
@@ -41,10 +42,14 @@ class Dense(OpDef):
         return b.emit(self.name, [x, w, bv], {"act": act})[0]
 
     def infer(self, attrs, inputs, b):
-        x, w, bias = inputs
+        x, w, _bias = inputs
         if x.shape[-1] != w.shape[0]:
             raise b.error(f"dense: input width {x.shape[-1]} does not match weight {w}")
         return [TensorType(x.dtype, (*x.shape[:-1], w.shape[1]))]
+
+    def hoistable(self, op, varying):
+        # Leading axes of x are batch axes; the weight and bias are not per step.
+        return bool(varying[0]) and not any(varying[1:])
 
     def flops(self, op):
         x, w = op.inputs[0].type, op.inputs[1].type

@@ -14,6 +14,7 @@ class _Binary(OpDef):
     signature = (Arg("x", "any"), Arg("y", "any"))
     onnx_op = ""
     float_only = False
+    step_polymorphic = True
 
     def build(self, b, x, y):
         return b.emit(self.name, promote_scalars(b, self.name, x, y), {})[0]
@@ -71,7 +72,7 @@ class Add(_Binary):
     name = "add"
     onnx_op = "Add"
     doc = "a + b, elementwise with broadcasting"
-    cases = _cases("add") + (Case("x + 2.5 - y", {"x": "{f}[3, 4]", "y": "{f}[4]"}),)
+    cases = (*_cases("add"), Case("x + 2.5 - y", {"x": "{f}[3, 4]", "y": "{f}[4]"}))
 
 
 @register
@@ -79,7 +80,7 @@ class Sub(_Binary):
     name = "sub"
     onnx_op = "Sub"
     doc = "a - b"
-    cases = _cases("sub") + (Case("1 - x", {"x": "{f}[3, 4]"}),)
+    cases = (*_cases("sub"), Case("1 - x", {"x": "{f}[3, 4]"}))
 
 
 @register
@@ -87,7 +88,7 @@ class Mul(_Binary):
     name = "mul"
     onnx_op = "Mul"
     doc = "a * b"
-    cases = _cases("mul") + (Case("x * 0.5 * y", {"x": "{f}[2, 4]", "y": "{f}[2, 1]"}),)
+    cases = (*_cases("mul"), Case("x * 0.5 * y", {"x": "{f}[2, 4]", "y": "{f}[2, 1]"}))
 
 
 @register
@@ -112,6 +113,7 @@ class MatMul(OpDef):
     name = "matmul"
     doc = "a @ b: matrix product, batched over leading axes (NumPy matmul)"
     signature = (Arg("x", "tensor"), Arg("y", "tensor"))
+    step_polymorphic = True
     cases = (
         Case("x @ y", {"x": "{f}[3, 4]", "y": "{f}[4, 5]"}),
         Case("x @ y", {"x": "{f}[2, N, 3, 4]", "y": "{f}[4, 2]"}, note="batched"),
@@ -138,6 +140,12 @@ class MatMul(OpDef):
             shape.pop(-1)
         return [TensorType(x.dtype, tuple(shape))]
 
+    def hoistable(self, op, varying):
+        # A vector operand is not a batch of matrices: only matrices gain a leading axis.
+        if any(v.type.rank < 2 for v, var in zip(op.inputs, varying) if var):
+            return False
+        return super().hoistable(op, varying)
+
     def flops(self, op):
         x = op.inputs[0].type
         k = x.shape[-1]
@@ -151,6 +159,7 @@ class _Unary(OpDef):
     signature = (Arg("x", "tensor"),)
     onnx_op = ""
     float_only = True
+    step_polymorphic = True
 
     def infer(self, attrs, inputs, b):
         (x,) = inputs

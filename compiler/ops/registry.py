@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from netc.compiler.dims import Dim
-from netc.compiler.ir import DType, Op, TensorType
+from netc.compiler.ir import DType, Graph, Op, TensorType
 
 if TYPE_CHECKING:
     from netc.compiler.builder import Builder
@@ -23,8 +23,9 @@ REQUIRED: Any = object()
 class Arg:
     """One parameter of an op's surface signature.
 
-    kind: tensor | int | float | bool | str | choice | ints | dim | act | init | dtype | any.
-    `variadic` collects the remaining positional arguments into a tuple.
+    kind: tensor | int | float | bool | str | choice | ints | dim | act | init | dtype | any |
+    kwargs. `variadic` collects the remaining positional arguments into a tuple; a `kwargs`
+    argument collects the keyword arguments no other argument names, as {name: (value, span)}.
     """
 
     name: str
@@ -49,6 +50,7 @@ class Case:
     inputs: dict[str, str]
     int_high: int = 5
     note: str = ""
+    defs: str = ""  # top-level definitions (blocks) placed before the network, e.g. a step block
 
 
 class OpDef:
@@ -64,6 +66,10 @@ class OpDef:
     internal: ClassVar[bool] = False  # made by the elaborator, not callable from .net files
     float_dtypes: ClassVar[tuple[DType, ...]] = (DType.f32, DType.f64)
     cases: ClassVar[tuple[Case, ...]] = ()
+    # Step-polymorphic: extra leading axes of the inputs act as batch axes, so an op applied
+    # to one step's slices [N, ...] computes the same, step by step, when applied to the whole
+    # sequence [T, N, ...]. The hoisting pass moves such ops out of recurrence bodies.
+    step_polymorphic: ClassVar[bool] = False
 
     def build(self, b: Builder, **args: Any) -> Any:
         """Default: inputs are the tensor arguments, attributes the rest."""
@@ -72,6 +78,26 @@ class OpDef:
 
     def infer(self, attrs: dict[str, Any], inputs: Sequence[TensorType], b: Builder) -> list[TensorType]:
         raise NotImplementedError
+
+    def infer_regions(self, attrs: dict[str, Any], inputs: Sequence[TensorType], regions: Sequence[Graph],
+                      b: Builder) -> list[TensorType]:
+        """Shape rule of an op that owns regions (a recurrence's step); they are already typed."""
+        raise NotImplementedError
+
+    def hoistable(self, op: Op, varying: Sequence[bool]) -> bool:
+        """Whether `op` may be applied to whole sequences: a new leading (time) axis on the
+        inputs flagged `varying` (the others stay as they are) gives the per-step results
+        stacked on that axis. The default rule, for step-polymorphic ops that broadcast like
+        NumPy: every varying input has the output's rank and no other input has more."""
+        if not self.step_polymorphic or not op.outputs:
+            return False
+        rank = op.outputs[0].type.rank
+        for value, var in zip(op.inputs, varying):
+            if value is None:
+                continue
+            if (var and value.type.rank != rank) or (not var and value.type.rank > rank):
+                return False
+        return any(varying)
 
     def flops(self, op: Op) -> Dim:
         return 0

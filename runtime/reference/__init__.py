@@ -3,6 +3,7 @@
 from netc.runtime.reference import (  # noqa: F401  (importing registers the references)
     conv,
     embed,
+    loops,
     math,
     norm,
     pool,
@@ -10,7 +11,7 @@ from netc.runtime.reference import (  # noqa: F401  (importing registers the ref
     reduce,
     shape,
 )
-from netc.runtime.reference.interpreter import bind_inputs, run_graph
+from netc.runtime.reference.interpreter import bind_inputs, run_graph, run_region
 from netc.runtime.reference.registry import REFERENCE, ref
 
-__all__ = ["REFERENCE", "bind_inputs", "ref", "run_graph"]
+__all__ = ["REFERENCE", "bind_inputs", "ref", "run_graph", "run_region"]

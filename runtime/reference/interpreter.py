@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -78,6 +78,17 @@ def run_graph(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[st
     return {name: values[id(v)] for name, v in graph.outputs.items()}
 
 
+def run_region(region: Graph, inputs: Sequence[np.ndarray], captured: Mapping[int, np.ndarray],
+               env: Mapping[str, int]) -> list[np.ndarray]:
+    """One execution of a region (a step body): `inputs` bind its inputs in order, `captured`
+    holds the enclosing graphs' values it reads, by `id(value)`. Returns its outputs."""
+    values: dict[int, np.ndarray] = dict(captured)
+    for v, array in zip(region.inputs, inputs):
+        values[id(v)] = array
+    run_ops(region.ops, values, dict(env))  # dims made inside the body stay local to one run
+    return [values[id(v)] for v in region.outputs.values()]
+
+
 def run_ops(ops, values: dict[int, np.ndarray], env: Mapping[str, int]) -> None:
     for op in ops:
         entry = REFERENCE[op.kind]
@@ -96,7 +107,20 @@ def _conform(value: Value, array: np.ndarray, env: Mapping[str, int], kind: str)
     want = value.type.dtype.numpy
     if array.dtype != want:
         array = array.astype(want)
+    if isinstance(env, dict):  # a dim an op creates (a generated length) takes its value here
+        for d, n in zip(value.type.shape, array.shape):
+            name = _plain_symbol(d)
+            if name is not None and name not in env:
+                env[name] = n
     expected = [D.evaluate(d, env) if not isinstance(d, int) else d for d in value.type.shape]
     if list(array.shape) != expected:
         raise RuntimeError(f"reference {kind} produced shape {list(array.shape)}, IR says {expected}")
     return array
+
+
+def _plain_symbol(d: D.Dim) -> str | None:
+    """The name of a dim that is a bare symbol (`N`, not `2*N`), else None."""
+    if isinstance(d, D.Sym) and len(d.terms) == 1 and d.terms[0][1] == 1 and len(d.terms[0][0]) == 1 \
+            and isinstance(d.terms[0][0][0], str):
+        return d.terms[0][0][0]
+    return None
