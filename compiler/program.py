@@ -12,7 +12,7 @@ from pathlib import Path
 
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.dsl import ast
-from netc.dsl.errors import NetcImportError, NetcNameError, Span
+from netc.dsl.errors import NetcError, NetcImportError, NetcNameError, Span
 from netc.dsl.parser import parse_file, parse_source
 
 
@@ -39,15 +39,32 @@ class Program:
         return self.root.networks
 
 
+def _resolve_path(path: Path, span: Span | None, what: str) -> Path:
+    """`path.resolve()`, with the file system's refusals (a symlink loop, a name too long, a
+    NUL byte) as located errors."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        cls = NetcImportError if span is not None else NetcError
+        raise cls(f"cannot resolve {what} {_shorten(str(path))}: {reason}", span) from None
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    """A path as it reads in a message: control characters escaped, at most `limit` long."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class _Loader:
     def __init__(self, import_root: Path, limits: Limits):
-        self.import_root = import_root.resolve()
+        self.import_root = _resolve_path(import_root, None, "the import root")
         self.limits = limits
         self.modules: dict[str, ModuleInfo] = {}
         self.stack: list[str] = []
 
     def load(self, path: Path, text: str | None, span: Span | None) -> ModuleInfo:
-        key = str(path.resolve()) if text is None else str(path)
+        key = str(_resolve_path(path, span, "import" if span else "file")) if text is None else str(path)
         if key in self.stack:
             chain = " -> ".join(Path(p).name for p in [*self.stack[self.stack.index(key):], key])
             raise NetcImportError(f"import cycle: {chain}", span)
@@ -75,13 +92,19 @@ class _Loader:
         if Path(raw).is_absolute() or raw.startswith("~"):
             raise NetcImportError(f"absolute import \"{raw}\" is not allowed", item.span,
                                   ["imports are relative to the importing file"])
-        target = (importer.parent / raw).resolve()
+        target = _resolve_path(importer.parent / raw, item.span, "import")
         if not target.is_relative_to(self.import_root):
             raise NetcImportError(
-                f"import \"{raw}\" leaves the import root {self.import_root}", item.span,
+                f"import \"{_shorten(raw)}\" leaves the import root {self.import_root}", item.span,
                 ["pass --allow-import-root DIR to permit imports below DIR"])
-        if not target.is_file():
-            raise NetcImportError(f"cannot find imported file \"{raw}\" (looked for {target})", item.span)
+        try:
+            found = target.is_file()
+        except (OSError, ValueError) as err:
+            raise NetcImportError(f"cannot read import \"{_shorten(raw)}\": {getattr(err, 'strerror', err)}",
+                                  item.span) from None
+        if not found:
+            raise NetcImportError(f"cannot find imported file \"{_shorten(raw)}\" (looked for "
+                                  f"{_shorten(str(target))})", item.span)
         return target
 
     def _collect(self, info: ModuleInfo) -> None:

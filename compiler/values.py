@@ -3,6 +3,7 @@ op's signature asks for (`int`, `act`, `init`, ...), with located errors."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -70,11 +71,12 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"bool {str(value).lower()}"
     if isinstance(value, int):
-        return f"int {value}"
+        # Python refuses to print ints of more than 4300 digits; nobody wants to read them
+        return f"int {value}" if value.bit_length() <= 128 else f"int of {value.bit_length()} bits"
     if isinstance(value, float):
         return f"float {value:g}"
     if isinstance(value, str):
-        return f'string "{value}"'
+        return f'string "{value}"' if len(value) <= 60 else f'string "{value[:57]}..."'
     if isinstance(value, D.Sym):
         return f"symbolic dim {value}"
     if isinstance(value, list):
@@ -93,11 +95,24 @@ def describe(value: Any) -> str:
         return f"dtype {value.value}"
     if isinstance(value, Init):
         return f"initialiser {value}"
+    if isinstance(getattr(value, "defn", None), ast.NetworkDef):
+        return f"network '{value.defn.name}'"
     return type(value).__name__
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite(value: int | float, fail: Callable[..., NetcTypeError]) -> float:
+    """`value` as a float; an int beyond float range, inf or nan is an error, not a crash."""
+    try:
+        number = float(value)
+    except OverflowError:
+        raise fail("a number within float range (about ±1.8e308)") from None
+    if not math.isfinite(number):
+        raise fail("a finite number")
+    return number
 
 
 def convert(value: Any, arg: Arg, span: Span, fname: str) -> Any:
@@ -133,7 +148,7 @@ def convert(value: Any, arg: Arg, span: Span, fname: str) -> Any:
     if kind == "float":
         if not (_is_int(value) or isinstance(value, float)):
             raise fail("a number")
-        return float(value)
+        return _finite(value, fail)
     if kind == "bool":
         if not isinstance(value, bool):
             raise fail("true or false")
@@ -166,7 +181,7 @@ def convert(value: Any, arg: Arg, span: Span, fname: str) -> Any:
         if isinstance(value, Init):
             return value
         if _is_int(value) or isinstance(value, float):
-            return Init("constant", (("value", float(value)),))
+            return Init("constant", (("value", _finite(value, fail)),))
         if isinstance(value, Intrinsic) and value.name in ("zeros", "ones"):
             return Init(value.name)
         raise fail("an initialiser (" + ", ".join(INIT_SCHEMES) + ") or a number")

@@ -7,6 +7,7 @@ caused it; the CLI turns it into exit code 1. Anything else escaping is a bug in
 from __future__ import annotations
 
 import difflib
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +90,23 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     matches = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
     if not matches:
         return None
+    # Offer only the near-best: 'hidden' for 'hiden', without 'identity' and 'dense' too.
+    best = difflib.SequenceMatcher(None, name, matches[0]).ratio()
+    matches = [m for m in matches if difflib.SequenceMatcher(None, name, m).ratio() >= best - 0.15]
     return "did you mean " + " or ".join(f"'{m}'" for m in matches) + "?"
+
+
+# The texts the parser last read, by file name (a few hundred at most), so that an error
+# quotes the text that was compiled — also for `compile_source` text that is on no disk.
+_PARSED: OrderedDict[str, str] = OrderedDict()
+_PARSED_MAX = 256
+
+
+def remember_source(file: str, text: str) -> None:
+    _PARSED[file] = text
+    _PARSED.move_to_end(file)
+    while len(_PARSED) > _PARSED_MAX:
+        _PARSED.popitem(last=False)
 
 
 @dataclass
@@ -99,22 +116,29 @@ class SourceCache:
     texts: dict[str, str] = field(default_factory=dict)
 
     def line(self, file: str, line: int) -> str | None:
+        if file not in self.texts and file in _PARSED:
+            self.texts[file] = _PARSED[file]
         if file not in self.texts:
             try:
-                self.texts[file] = Path(file).read_text(encoding="utf-8")
+                self.texts[file] = Path(file).read_text(encoding="utf-8-sig")
             except (OSError, UnicodeDecodeError):
                 return None
-        lines = self.texts[file].splitlines()
-        return lines[line - 1] if 0 < line <= len(lines) else None
+        text = self.texts[file].removeprefix("\ufeff")
+        lines = text.split("\n")  # as the parser counts lines: "\f" or U+2028 start none
+        return lines[line - 1].removesuffix("\r") if 0 < line <= len(lines) else None
 
 
 def _quote(span: Span, sources: SourceCache) -> list[str]:
     text = sources.line(span.file, span.line)
     if text is None:
         return []
-    text = text.expandtabs(4).rstrip()
-    start = max(span.col - 1, 0)
-    end = span.end_col - 1 if span.end_line == span.line else len(text)
+    raw = text.rstrip()
+    # Columns count characters; a tab shows as up to 4 spaces, so measure the caret on the
+    # expanded text. Other control characters would garble the terminal: show them as '?'.
+    start = len(raw[:max(span.col - 1, 0)].expandtabs(4))
+    end = span.end_col - 1 if span.end_line == span.line else len(raw)
+    end = len(raw[:max(end, 0)].expandtabs(4))
+    text = "".join(c if c.isprintable() or c == "\t" else "?" for c in raw).expandtabs(4)
     end = max(min(end, len(text)), start + 1)
     return ["    " + text, "    " + " " * start + "^" + "~" * (end - start - 1)]
 

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, UnexpectedInput, v_args
+from lark import Lark, Token, Tree, UnexpectedInput, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
 
 from netc.dsl import ast
-from netc.dsl.errors import NetcError, NetcSyntaxError, Span
+from netc.dsl.errors import (
+    NetcError,
+    NetcLimitError,
+    NetcNameError,
+    NetcSyntaxError,
+    Span,
+    remember_source,
+)
+
+# Deepest nesting of the syntax tree accepted. Later stages walk expressions recursively,
+# so a file of 10,000 nested parentheses must be a located error, not a RecursionError.
+MAX_NESTING = 200
+# Escapes allowed in string literals; anything else after a backslash is an error.
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
 
 # How terminals read in error messages.
 _TERMINAL_NAMES = {
@@ -29,9 +44,18 @@ _PUNCTUATION = {
 
 
 @functools.cache
+def _keywords() -> frozenset[str]:
+    """Words the grammar reserves (`for`, `in`, `true`, ...): never valid as names."""
+    return frozenset(t.pattern.value for t in _lark().terminals
+                     if t.pattern.type == "str" and t.pattern.value.isidentifier())
+
+
+@functools.cache
 def _lark() -> Lark:
     grammar = (Path(__file__).parent / "grammar.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    # The basic lexer reads a keyword as a keyword everywhere: the contextual one would read
+    # `else {` at the start of a statement, or `true = 3`, as a name and report a poorer error.
+    return Lark(grammar, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=True)
 
 
 def _describe_terminal(name: str) -> str:
@@ -58,35 +82,117 @@ def _token_span(file: str, token: Token) -> Span:
     return Span(file, line, col, token.end_line or line, end_col)
 
 
-def _hints(token: Token, expected: set[str]) -> list[str]:
+def _previous_word(text: str, token: Token) -> str | None:
+    """The identifier-like word just before `token`, if any (for keyword hints)."""
+    start = token.start_pos if token.start_pos is not None else 0
+    before = text[:start].rstrip()
+    word = before[len(before.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")):]
+    return word or None
+
+
+_CLOSERS = {"(": ")", "[": "]", "{": "}"}
+_CLOSER_TERMINALS = {"(": "RPAR", "[": "RSQB", "{": "RBRACE"}
+
+
+def _open_brackets(text: str) -> list[tuple[str, int, int]]:
+    """The brackets left open at the end of `text`, innermost last, as (char, line, column);
+    strings and comments are skipped."""
+    stack: list[tuple[str, int, int]] = []
+    line, col, i, n = 1, 1, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        if ch == '"':
+            i += 1
+            col += 1
+            while i < n and text[i] not in '"\n':
+                step = 2 if text[i] == "\\" and i + 1 < n and text[i + 1] != "\n" else 1
+                i += step
+                col += step
+            if i < n and text[i] == '"':
+                i += 1
+                col += 1
+            continue
+        if ch in _CLOSERS:
+            stack.append((ch, line, col))
+        elif stack and ch == _CLOSERS[stack[-1][0]]:
+            stack.pop()
+        if ch == "\n":
+            line, col = line + 1, 1
+        else:
+            col += 1
+        i += 1
+    return stack
+
+
+def _unclosed_hint(text: str, expected: set[str], line: int | None = None) -> list[str]:
+    """'the ( at line 3, column 9 is never closed' when the innermost open bracket's closer
+    is expected (and, for a token, the bracket was opened on an earlier line)."""
+    stack = _open_brackets(text)
+    if not stack:
+        return []
+    char, at_line, at_col = stack[-1]
+    if _CLOSER_TERMINALS[char] not in expected or (line is not None and at_line >= line):
+        return []
+    return [f"the '{char}' at line {at_line}, column {at_col} is never closed"]
+
+
+def _eof_hints(text: str, expected: set[str]) -> list[str]:
+    hints = _unclosed_hint(text, expected)
+    if not hints and "RBRACE" in expected:
+        hints = ["a '{' may be missing its '}'"]
+    return hints
+
+
+def _describe_char(char: str) -> str:
+    if char.isprintable() and not char.isspace():
+        return f"'{char}'"
+    return f"U+{ord(char):04X}" + (f" ('{char}')" if char.isprintable() else "")
+
+
+def _hints(token: Token, expected: set[str], text: str = "") -> list[str]:
     hints = []
+    if token.type == "EQ" and "NAME" in expected and _previous_word(text, token) in _keywords():
+        hints.append(f"'{_previous_word(text, token)}' is a keyword and cannot be used as a name")
     if token.type == "EQ" and "COMP_OP" in expected:
         hints.append("'=' binds a name; compare with '=='")
     if token.type in ("NAME", "INT", "FLOAT") and "COMMA" in expected and "RPAR" in expected:
         hints.append("separate arguments with ','")
-    if token.type == "ARROW":
+    start = token.start_pos if token.start_pos is not None else 0
+    hints += _unclosed_hint(text[:start], expected, token.line)
+    if token.type == "ARROW" or text[:start].rstrip().endswith("->"):
         hints.append("a pipeline step must be a layer or block, e.g. '-> dense(10)'")
-    if token.type in _PUNCTUATION and token.type not in ("LPAR", "RPAR") and token.lower() == str(token):
-        if str(token).isalpha() and "NAME" in expected:
-            hints.append(f"'{token}' is a keyword and cannot be used as a name")
+    if token.type == "ELSE":
+        hints.append("'else' follows the '}' of an if: if cond { ... } else { ... }")
+    elif str(token) in _keywords() and "NAME" in expected:
+        hints.append(f"'{token}' is a keyword and cannot be used as a name")
     return hints
 
 
 def _syntax_error(err: UnexpectedInput, file: str, text: str) -> NetcSyntaxError:
+    lines = text.split("\n")  # Lark counts lines by "\n" only (not "\f", "\v", U+2028, ...)
     if isinstance(err, UnexpectedCharacters):
         line, col = err.line, err.column
-        char = text.splitlines()[line - 1][col - 1] if line - 1 < len(text.splitlines()) else "?"
+        row = lines[line - 1] if 0 < line <= len(lines) else ""
+        char = row[col - 1] if 0 < col <= len(row) else text[err.pos_in_stream:err.pos_in_stream + 1] or "?"
+        if char == '"':
+            end_col = len(row.rstrip("\r")) + 1
+            return NetcSyntaxError("unterminated string", Span(file, line, col, line, max(end_col, col + 1)),
+                                   ["a string ends with '\"' on the line where it starts"])
         hint = "strings use double quotes" if char == "'" else None
         return NetcSyntaxError(
-            f"unexpected character '{char}'", Span(file, line, col, line, col + 1), [hint] if hint else []
+            f"unexpected character {_describe_char(char)}", Span(file, line, col, line, col + 1),
+            [hint] if hint else []
         )
     if isinstance(err, UnexpectedEOF):
-        lines = text.splitlines() or [""]
         line, col = len(lines), len(lines[-1]) + 1
         expected = ", ".join(sorted({_describe_terminal(t) for t in err.expected})[:8])
         return NetcSyntaxError(
             f"unexpected end of file; expected {expected}", Span(file, line, col, line, col + 1),
-            ["a '{' may be missing its '}'"] if "RBRACE" in err.expected else [],
+            _eof_hints(text, set(err.expected)),
         )
     assert isinstance(err, UnexpectedToken)
     token = err.token
@@ -94,11 +200,14 @@ def _syntax_error(err: UnexpectedInput, file: str, text: str) -> NetcSyntaxError
     expected = sorted({_describe_terminal(t) for t in expected_names})
     shown = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
     if token.type == "$END":
-        lines = text.splitlines() or [""]
-        span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+        # Lark's end token borrows the position of the last real token: point just after it.
+        line, col = (token.end_line, token.end_column) if token.end_line else (1, 1)
+        span = Span(file, line, col, line, col + 1)
+        hints = _eof_hints(text, expected_names)
     else:
         span = _token_span(file, token)
-    return NetcSyntaxError(f"unexpected {_describe_token(token)}; expected {shown}", span, _hints(token, expected_names))
+        hints = _hints(token, expected_names, text)
+    return NetcSyntaxError(f"unexpected {_describe_token(token)}; expected {shown}", span, hints)
 
 
 def _span(file: str, meta) -> Span:
@@ -111,13 +220,42 @@ def _clean(children) -> list:
     return [c for c in children if not (isinstance(c, Token) and c.type in _PUNCTUATION)]
 
 
-def _unescape(token: str) -> str:
-    body = token[1:-1]
-    return body.encode("utf-8").decode("unicode_escape") if "\\" in body else body
+def _unescape(token: Token, file: str) -> str:
+    """The text of a string literal: `\\\\ \\" \\n \\t \\r` are its only escapes."""
+    body = str(token)[1:-1]
+    if "\\" not in body:
+        return body
+    out, i = [], 0
+    while i < len(body):
+        ch = body[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        esc = body[i + 1] if i + 1 < len(body) else ""
+        if esc not in _ESCAPES:
+            col = (token.column or 1) + 1 + i
+            line = token.line or 1
+            raise NetcSyntaxError(f"unknown escape '\\{esc}' in a string", Span(file, line, col, line, col + 2),
+                                  ["escapes are \\\\ \\\" \\n \\t \\r; write paths with '/'"])
+        out.append(_ESCAPES[esc])
+        i += 2
+    return "".join(out)
+
+
+def _check_nesting(tree: Tree, file: str) -> None:
+    """Refuse syntax trees nested deeper than `MAX_NESTING` (iteratively: no recursion)."""
+    stack: list[tuple[Tree, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise NetcLimitError(f"expression nests deeper than {MAX_NESTING} levels", _span(file, node.meta),
+                                 ["split it into named steps: h1 = ...; h2 = h1 -> ..."])
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     """Lark tree -> `netc.dsl.ast`. Every method receives `meta` for the node's span."""
 
     def __init__(self, file: str):
@@ -133,14 +271,21 @@ class _ToAst(Transformer):
 
     def import_stmt(self, meta, children):
         (path,) = _clean(children)
-        return ast.Import(_unescape(path), self._s(meta))
+        return ast.Import(_unescape(path, self.file), self._s(meta))
 
     def const_def(self, meta, children):
         name, value = _clean(children)
         return ast.Const(str(name), value, self._s(meta))
 
     def param_list(self, meta, children):
-        return tuple(c for c in _clean(children) if c is not None)
+        params = tuple(c for c in _clean(children) if c is not None)
+        seen: dict[str, Span] = {}
+        for p in params:
+            if p.name in seen:
+                raise NetcNameError(f"parameter '{p.name}' is declared twice", p.span,
+                                    [f"the first declaration is at {seen[p.name]}"])
+            seen[p.name] = p.span
+        return params
 
     def param(self, meta, children):
         name, _, type_, _, default = children
@@ -198,13 +343,22 @@ class _ToAst(Transformer):
         return ast.Name(str(children[0]), self._s(meta))
 
     def int_lit(self, meta, children):
-        return ast.Literal(int(children[0]), self._s(meta))
+        try:
+            value = int(children[0])
+        except ValueError:  # Python refuses to convert more than 4300 digits
+            raise NetcLimitError(f"integer literal of {len(children[0])} digits is too long", self._s(meta)) from None
+        return ast.Literal(value, self._s(meta))
 
     def float_lit(self, meta, children):
-        return ast.Literal(float(children[0]), self._s(meta))
+        value = float(children[0])
+        if math.isinf(value):
+            text = str(children[0]) if len(children[0]) <= 24 else children[0][:20] + "..."
+            raise NetcSyntaxError(f"number {text} is too large for a float (the largest is about 1.8e308)",
+                                  self._s(meta))
+        return ast.Literal(value, self._s(meta))
 
     def str_lit(self, meta, children):
-        return ast.Literal(_unescape(children[0]), self._s(meta))
+        return ast.Literal(_unescape(children[0], self.file), self._s(meta))
 
     def true_lit(self, meta, children):
         return ast.Literal(True, self._s(meta))
@@ -282,10 +436,14 @@ class _ToAst(Transformer):
 
 def parse_source(text: str, file: str = "<string>") -> ast.Module:
     """Parse netc source text. Raises `NetcSyntaxError` with a located message."""
+    if text.startswith("\ufeff"):  # a UTF-8 byte-order mark, as some editors write
+        text = text[1:]
+    remember_source(file, text)
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as err:
         raise _syntax_error(err, file, text) from None
+    _check_nesting(tree, file)
     try:
         items = _ToAst(file).transform(tree)
     except VisitError as err:  # a transformer method rejected the tree
@@ -306,4 +464,6 @@ def parse_file(path: str | Path) -> ast.Module:
         raise NetcSyntaxError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     except OSError as err:
         raise NetcError(f"cannot read {path}: {err.strerror}") from None
+    except ValueError as err:  # a NUL byte in the path
+        raise NetcError(f"cannot read {path!r}: {err}") from None
     return parse_source(text, str(path))
