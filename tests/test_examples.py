@@ -1,0 +1,155 @@
+"""Every example network: parsed, checked, compiled, fully checked by the ONNX checker and
+strict shape inference, and run on onnxruntime against the NumPy reference. Published
+parameter counts are checked without generating weights, and the ResNets are compared
+output for output with PyTorch modules written after torchvision (when torch is present).
+
+New files in examples/ are picked up automatically; a file that needs other settings or
+inputs gets an entry in OVERRIDES.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import netc
+from tests.conftest import EXAMPLES, ROOT, assert_close, check_onnx, random_inputs, run_both
+
+# Per-file overrides, keyed by the path under examples/:
+#   settings  network parameters (as `--set`), applied to every network of the file
+#   sizes     values of symbolic dims for the random inputs (default: 2..4 each)
+#   int_high  integer inputs (word ids) are drawn from [0, int_high)
+#   tolerance (rtol, atol) for float outputs, instead of the per-dtype default
+#   slow      mark the case slow
+# The big image networks run at a small resolution: their parameter counts do not depend on it.
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "resnet18.net": {"settings": {"size": 64, "classes": 10}, "sizes": {"N": 2}},
+    "resnet50.net": {"settings": {"size": 64, "classes": 10}, "sizes": {"N": 1}},
+    "resnet152.net": {"settings": {"size": 32, "classes": 10}, "sizes": {"N": 1}, "slow": True},
+    "vgg16.net": {"settings": {"size": 32, "classes": 10}, "sizes": {"N": 1}, "slow": True},
+    "nplm.net": {"settings": {"V": 1000}, "int_high": 1000},
+    "bag_of_embeddings.net": {"settings": {"V": 500}, "int_high": 500, "sizes": {"T": 7}},
+    "wavenet_stack.net": {"sizes": {"T": 40}},
+}
+
+# Trainable parameters (batchnorm running statistics excluded) at the default settings.
+PARAMETER_COUNTS = {
+    "resnet18.net": 11_689_512,  # torchvision resnet18
+    "resnet50.net": 25_557_032,  # torchvision resnet50
+    "resnet152.net": 60_192_808,  # torchvision resnet152
+    "vgg16.net": 138_357_544,  # torchvision vgg16
+    "mnist_mlp.net": 648_010,  # 784*500+500 + 500*500+500 + 500*10+10
+    "seed_cnn.net": 137_660,  # 25*9+25 + 50*25*9+50 + 1250*100+100 + 100*10+10
+    "lenet5.net": 61_706,  # 156 + 2,416 + 48,120 + 10,164 + 850
+    "seed_sigmoid.net": 18,  # three 2x2 layers with biases
+}
+
+_NETWORK = re.compile(r"^\s*network\s+[A-Za-z_]", re.M)
+
+
+def _example_files() -> list[Path]:
+    """Every .net under examples/ that defines a network (imported block libraries do not)."""
+    return sorted(p for p in EXAMPLES.rglob("*.net") if _NETWORK.search(p.read_text()))
+
+
+def _key(path: Path) -> str:
+    return path.relative_to(EXAMPLES).as_posix()
+
+
+def _cases() -> list:
+    return [pytest.param(p, id=_key(p), marks=[pytest.mark.slow] if OVERRIDES.get(_key(p), {}).get("slow") else [])
+            for p in _example_files()]
+
+
+def test_examples_exist():
+    assert len(_example_files()) >= 14
+    assert set(OVERRIDES) <= {_key(p) for p in _example_files()}, "an override names a missing example"
+
+
+@pytest.mark.parametrize("path", _cases())
+def test_example(path: Path):
+    opts = OVERRIDES.get(_key(path), {})
+    settings = opts.get("settings", {})
+    graphs = netc.check_file(path, settings=settings)
+    assert graphs, f"{path} defines no network"
+    for graph in graphs:
+        compiled = netc.compile_file(path, network=graph.name, settings=settings, seed=0)
+        check_onnx(compiled.model)
+        inputs = random_inputs(compiled.graph, seed=0, int_high=opts.get("int_high", 5), sizes=opts.get("sizes"))
+        got, want = run_both(compiled, inputs)
+        assert set(got) == set(compiled.graph.outputs), graph.name
+        for name, expected in want.items():
+            dtype = compiled.graph.outputs[name].type.dtype.value
+            if "tolerance" in opts and np.issubdtype(expected.dtype, np.floating):
+                rtol, atol = opts["tolerance"]
+                np.testing.assert_allclose(got[name], expected, rtol=rtol, atol=atol, err_msg=f"{graph.name}.{name}")
+            else:
+                assert_close({name: got[name]}, {name: expected}, dtype, f"{_key(path)} {graph.name}")
+            if np.issubdtype(expected.dtype, np.floating):
+                assert np.isfinite(expected).all(), f"{graph.name}.{name}: non-finite reference values"
+
+
+@pytest.mark.parametrize(("name", "count"), sorted(PARAMETER_COUNTS.items()))
+def test_parameter_count(name: str, count: int):
+    (graph,) = netc.check_file(EXAMPLES / name)
+    assert sum(p.size for p in graph.params if p.trainable) == count
+
+
+def test_resnet_parameter_count_is_independent_of_size():
+    for name in ("resnet18.net", "resnet50.net", "resnet152.net"):
+        (graph,) = netc.check_file(EXAMPLES / name, settings={"size": 96})
+        assert sum(p.size for p in graph.params if p.trainable) == PARAMETER_COUNTS[name]
+
+
+def _torch_models():
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("torch_models", ROOT / "benchmarks" / "torch_models.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("example", "model", "settings", "shape"), [
+    ("resnet18.net", "resnet18", {"size": 64}, (2, 3, 64, 64)),
+    ("resnet50.net", "resnet50", {"size": 64}, (1, 3, 64, 64)),
+    ("mnist_mlp.net", "mnist_mlp", {}, (3, 784)),
+])
+def test_matches_pytorch(example: str, model: str, settings: dict, shape: tuple, tmp_path: Path):
+    """The same weights in netc's model and in a torchvision-style PyTorch module give the
+    same outputs: an external check of layer order, padding, strides and shortcuts."""
+    tm = _torch_models()
+    import torch
+
+    (graph,) = netc.check_file(EXAMPLES / example, settings=settings)
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    module = tm.MODELS[model]()
+    assert tm.trainable_count(module) == PARAMETER_COUNTS[example]
+    # torch's own initialisation, plus non-trivial batchnorm statistics and affine terms,
+    # so that a swapped mean/variance or scale/bias would show.
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    module.eval()
+    weights = tm.netc_params(module, graph)
+    np.savez(tmp_path / "weights.npz", **weights)
+    compiled = netc.compile_file(EXAMPLES / example, settings=settings, weights=tmp_path / "weights.npz")
+    x = rng.standard_normal(shape).astype(np.float32)
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    session = ort.InferenceSession(compiled.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {graph.inputs[0].name: x})
+    # float32 sums in another order over dozens of layers: compare relative to the output's scale
+    scale = float(np.abs(want).max())
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * max(scale, 1.0))
