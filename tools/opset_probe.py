@@ -1,6 +1,6 @@
 """Find the newest ONNX opset at which onnxruntime (CPU) runs every op netc emits.
 
-    python tools/opset_probe.py
+    python tools/opset_probe.py [FIRST [LAST]]
 
 Compiles every parity case of every registry op at each candidate opset and runs it on
 onnxruntime; prints, per opset, the cases that fail to load or run.
@@ -27,7 +27,7 @@ def probe(opset: int) -> list[str]:
     for name, opdef in sorted(REGISTRY.ops.items()):
         for case in opdef.cases:
             for dtype in opdef.float_dtypes:
-                source = network_source(case.expr, case.inputs, dtype.value)
+                source = network_source(case.expr, case.inputs, dtype.value, case.defs)
                 try:
                     compiled = netc.compile_source(source)
                     model = lowering.lower_graph(compiled.graph, compiled.params, opset)
@@ -41,7 +41,9 @@ def probe(opset: int) -> list[str]:
 
 def main() -> None:
     newest_ok = None
-    for opset in range(18, onnx.defs.onnx_opset_version() + 1):
+    first = int(sys.argv[1]) if len(sys.argv) > 1 else 18
+    last = int(sys.argv[2]) if len(sys.argv) > 2 else onnx.defs.onnx_opset_version()
+    for opset in range(first, last + 1):
         lowering.IR_VERSION_FOR_OPSET.setdefault(opset, onnx.helper.VERSION_TABLE[-1][1])
         failures = probe(opset)
         print(f"opset {opset}: {len(failures)} failing case(s)")
