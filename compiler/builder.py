@@ -7,6 +7,7 @@ located at the source span of the call being elaborated.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from netc.compiler.dims import Dim
 from netc.compiler.ir import DType, Graph, Init, Op, Param, TensorType, Value
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.ops.registry import REGISTRY
+from netc.compiler.values import count_text
 from netc.dsl.errors import NetcLimitError, NetcNameError, NetcShapeError, NetcTypeError, Span
 
 
@@ -96,14 +98,14 @@ class Builder:
             raise NetcNameError(f"parameter name '{name}' is used twice", self.span,
                                 ["give one of the layers another `name=`"])
         shape = tuple(int(s) for s in shape)
-        size = int(np.prod(shape, dtype=np.float64))
-        nbytes = size * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize  # Python ints: sizes far beyond float range stay exact
         root = self.root
         if root._param_bytes + nbytes > self.limits.max_param_bytes:
+            dims = "[" + ", ".join(count_text(d) for d in shape) + "]"
             raise NetcLimitError(
-                f"parameter '{name}' {list(shape)} would bring the model to "
-                f"{(root._param_bytes + nbytes) / 2**30:.1f} GiB of parameters, over the limit of "
-                f"{self.limits.max_param_bytes / 2**30:.1f} GiB", self.span,
+                f"parameter '{name}' {dims} would bring the model to "
+                f"{_gib(root._param_bytes + nbytes)} of parameters, over the limit of "
+                f"{_gib(self.limits.max_param_bytes)}", self.span,
                 ["check the layer sizes, or raise the limit with --max-param-bytes"])
         root._param_bytes += nbytes
         param = Param(name, shape, dtype, init, max(fan_in, 1), max(fan_out, 1), trainable, self.span)
@@ -149,8 +151,58 @@ class Builder:
                     raise self.error(f"negative dimension in {t}")
                 static *= d
         if static > self.limits.max_tensor_elements:
-            raise NetcLimitError(f"tensor {t} has {static:.3g} elements, over the limit", self.span)
+            shown = f"{static:.3g}" if static.bit_length() <= 1000 else count_text(static)
+            raise NetcLimitError(f"tensor {_type_text(t)} has {shown} elements, over the limit", self.span)
+        for d in t.shape:  # a symbolic dim's coefficients become int64 constants in the model
+            if isinstance(d, D.Sym) and any(abs(c) > _INT64_MAX for _, c in d.terms):
+                raise NetcLimitError(f"dimension {_dim_text(d)} has a coefficient beyond the int64 range",
+                                     self.span)
 
     def constant(self, value: np.ndarray | float | int, dtype: DType) -> Value:
+        """A compile-time tensor of `dtype`; a number the dtype cannot hold is an error, never a
+        wrapped integer or an infinity."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = self._scalar(value, dtype)
         array = np.asarray(value, dtype=dtype.numpy)
         return self.emit("constant", [], {"value": array})[0]
+
+    def _scalar(self, value: int | float, dtype: DType) -> np.generic:
+        shown = count_text(value) if isinstance(value, int) else f"{value:g}"
+        if dtype.is_int:
+            info = np.iinfo(dtype.numpy)
+            if isinstance(value, float) or not info.min <= value <= info.max:
+                raise self.type_error(f"the number {shown} is out of range for {dtype.value} "
+                                      f"({info.min}..{info.max})")
+            return dtype.numpy.type(value)
+        if not dtype.is_float or dtype is DType.bf16:
+            raise self.type_error(f"cannot combine a number with a {dtype.value} tensor",
+                                  "cast(x, f32) to compute with numbers")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.type_error(f"the number {shown} is not finite; compile-time arithmetic overflowed")
+        with np.errstate(over="ignore"):
+            try:
+                scalar = dtype.numpy.type(value)
+            except OverflowError:  # an int beyond float64
+                scalar = dtype.numpy.type(np.inf)
+        if not np.isfinite(scalar):
+            largest = np.finfo(dtype.numpy).max
+            raise self.type_error(f"the number {shown} is out of range for {dtype.value} "
+                                  f"(largest finite magnitude {float(largest):g})")
+        return scalar
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes.bit_length() <= 1000 else f"{count_text(nbytes)} bytes"
+
+
+def _dim_text(d: Dim) -> str:
+    return str(d) if len(str(d)) <= 80 else str(d)[:77] + "..."
+
+
+def _type_text(t: TensorType) -> str:
+    """A type for a message, with dims too long to read elided."""
+    dims = [count_text(d) if isinstance(d, int) else _dim_text(d) for d in t.shape]
+    return f"{t.dtype.value}[{', '.join(dims)}]"

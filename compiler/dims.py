@@ -29,7 +29,7 @@ class FloorDiv:
         return f"{num}//{self.denominator}"
 
 
-Atom = Union[str, FloorDiv]
+Atom = str | FloorDiv
 Monomial = tuple[Atom, ...]
 
 

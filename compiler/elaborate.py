@@ -7,8 +7,11 @@ points at the call that caused it.
 
 from __future__ import annotations
 
+import contextlib
 import operator
-from collections.abc import Callable, Iterable
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +23,7 @@ from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.ops import REGISTRY
 from netc.compiler.ops.registry import Arg
 from netc.compiler.program import ModuleInfo, Program
-from netc.compiler.values import BlockFn, Builtin, Intrinsic, Word, convert, describe
+from netc.compiler.values import BlockFn, Builtin, Intrinsic, Word, convert, count_text, describe
 from netc.dsl import ast
 from netc.dsl.errors import (
     NetcError,
@@ -103,6 +106,7 @@ class Elaborator:
         self._consts: dict[tuple[int, str], Any] = {}
         self._const_busy: set[tuple[int, str]] = set()
         self._block_stack: list[tuple[str, Span]] = []
+        self._deepest: list[tuple[str, Span]] | None = None  # the block calls when recursion ran out
         self._iterations = 0
 
     # ------------------------------------------------------------------ definitions
@@ -269,10 +273,28 @@ class Elaborator:
         if _is_dim(left) and _is_dim(right):
             return self._dim_binop(op, left, right, span)
         if op == "+" and isinstance(left, list | tuple | str) and type(left) is type(right):
+            self._check_length(len(left) + len(right), left, span)
             return left + right
         if op == "*" and isinstance(left, list) and _is_int(right):
+            self._check_length(len(left) * max(right, 0), left, span)
             return left * right
         raise NetcTypeError(f"'{op}' does not apply to {describe(left)} and {describe(right)}", span)
+
+    def _check_length(self, n: int, like: list | tuple | str, span: Span) -> None:
+        """Refuse a compile-time list, tuple or string longer than the limit before it is made."""
+        if n > self.limits.max_list_items:
+            what = "string of {} characters" if isinstance(like, str) else type(like).__name__ + " of {} items"
+            raise NetcLimitError(f"a compile-time {what.format(count_text(n))} is over the limit of "
+                                 f"{self.limits.max_list_items}", span)
+
+    def _check_int(self, value: Any, span: Span) -> Any:
+        """Refuse a compile-time integer (or a symbolic dim's coefficient) beyond the limit."""
+        bits = self.limits.max_int_bits
+        coeffs = [value] if _is_int(value) else [c for _, c in value.terms] if isinstance(value, D.Sym) else []
+        if any(c.bit_length() > bits for c in coeffs):
+            raise NetcLimitError(f"a compile-time integer grows beyond {bits} bits", span,
+                                 ["a loop that multiplies a number by itself grows without bound"])
+        return value
 
     def _number_binop(self, op: str, left: Any, right: Any, span: Span) -> Any:
         try:
@@ -285,15 +307,19 @@ class Elaborator:
             if op == "**" and _is_int(left) and _is_int(right) and abs(right) > 4096:
                 raise NetcLimitError(f"exponent {right} is too large", span)
             if op == "**" and _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1 \
-                    and right * max(abs(left), 2).bit_length() > 4096:
-                raise NetcLimitError(f"{left}**{right} is too large", span)
-            return _NUMBER_OPS[op](left, right)
+                    and right * (abs(left).bit_length() - 1) > self.limits.max_int_bits:
+                base = describe(left).removeprefix("int ")
+                raise NetcLimitError(f"{base}**{right} is too large (over {self.limits.max_int_bits} bits)", span)
+            return self._check_int(_NUMBER_OPS[op](left, right), span)
         except ZeroDivisionError:
             raise NetcTypeError("division by zero", span) from None
         except (TypeError, OverflowError):
             raise NetcTypeError(f"'{op}' does not apply to {describe(left)} and {describe(right)}", span) from None
 
     def _dim_binop(self, op: str, left: Any, right: Any, span: Span) -> Any:
+        return self._check_int(self._dim_arith(op, left, right, span), span)
+
+    def _dim_arith(self, op: str, left: Any, right: Any, span: Span) -> Any:
         if op == "+":
             return D.add(left, right)
         if op == "-":
@@ -346,10 +372,13 @@ class Elaborator:
         if isinstance(value, list | tuple | str):
             if len(items) != 1:
                 raise NetcTypeError(f"{describe(value)} takes one index", e.span)
+            if isinstance(items[0], slice) and items[0].step == 0:
+                raise NetcTypeError("slice step must not be zero", e.span)
             try:
                 return value[items[0]]
             except IndexError:
-                raise NetcTypeError(f"index {items[0]} is out of range for {describe(value)}", e.span) from None
+                index = items[0] if isinstance(items[0], slice) else describe(items[0]).removeprefix("int ")
+                raise NetcTypeError(f"index {index} is out of range for {describe(value)}", e.span) from None
         raise NetcTypeError(f"cannot index {describe(value)}", e.span)
 
     # ------------------------------------------------------------------ calls
@@ -389,11 +418,7 @@ class Elaborator:
     def _call_builtin(self, func: Builtin, args, kwargs, span: Span) -> Any:
         name = None
         if "name" in kwargs and func.opdef.has_params:
-            name_value, name_span = kwargs.pop("name")
-            if not isinstance(name_value, str) or not name_value.isidentifier():
-                raise NetcTypeError(f"a layer name must be an identifier string; got {describe(name_value)}",
-                                    name_span)
-            name = name_value
+            name = _layer_name(kwargs.pop("name"), "layer")
         bound = bind_arguments(func.name, func.opdef.signature, args, kwargs, span)
         self.b.begin_layer(func.name, span, name)
         return func.opdef.build(self.b, **bound)
@@ -404,7 +429,7 @@ class Elaborator:
         defn = func.defn
         name = None
         if "name" in kwargs and "name" not in {p.name for p in defn.params}:
-            name, _ = kwargs.pop("name")
+            name = _layer_name(kwargs.pop("name"), "block instance")
         if len(self._block_stack) >= self.limits.max_depth:
             chain = " -> ".join(n for n, _ in self._block_stack[-4:])
             raise NetcLimitError(f"block instantiation nests deeper than {self.limits.max_depth} "
@@ -436,6 +461,10 @@ class Elaborator:
             if len(err.notes) < 6:
                 err.with_note(span, f"in block '{defn.name}' called here")
             raise
+        except RecursionError:
+            if self._deepest is None:  # the innermost call; no function calls here, the stack is full
+                self._deepest = self._block_stack[:]
+            raise
         finally:
             if not inline:
                 builder.pop_scope()
@@ -452,10 +481,21 @@ class Elaborator:
             if not isinstance(value, list | tuple):
                 raise NetcTypeError(f"{defn.name}: '{p.name}' expects a list; got {describe(value)}", span)
             return value
-        return convert(value, Arg(p.name, kind), span, defn.name)
+        converted = convert(value, Arg(p.name, kind), span, defn.name)
+        if kind == "act" and isinstance(value, Builtin):
+            return value  # the activation itself, so the block can call it: `a(x)`, `x -> a`
+        return converted
 
 
 _REQUIRED_ARG = Arg("", "any").default  # the registry's REQUIRED sentinel
+
+
+def _layer_name(given: tuple[Any, Span], what: str) -> str:
+    """The `name=` of a layer or block call: an identifier string (it prefixes parameter names)."""
+    value, span = given
+    if not isinstance(value, str) or not value.isidentifier():
+        raise NetcTypeError(f"a {what} name must be an identifier string; got {describe(value)}", span)
+    return value
 
 
 class _NetworkRef:
@@ -616,12 +656,17 @@ class _NetworkCtx:
     def add_output(self, elab: Elaborator, stmt: ast.Output, scope: Scope) -> None:
         if stmt.name in self.graph.outputs:
             raise NetcNameError(f"output '{stmt.name}' is declared twice", stmt.span)
-        if stmt.name in self.input_spans and stmt.value is not None:
-            raise NetcNameError(f"output '{stmt.name}' has the same name as an input", stmt.span,
-                                [f"the input is declared at {self.input_spans[stmt.name]}"])
         if stmt.value is None:
             value = elab.eval(ast.Name(stmt.name, stmt.span), scope)
-        else:
+        if stmt.name in self.input_spans:
+            # An ONNX graph names each value once: an output cannot take an input's name.
+            if stmt.value is None and any(value is v for v in self.graph.inputs):
+                raise NetcNameError(f"output '{stmt.name}' is the input itself; nothing to compute", stmt.span,
+                                    [f"to pass the input through, give the output a name of its own: "
+                                     f"`output {stmt.name}_out = {stmt.name}`"])
+            raise NetcNameError(f"output '{stmt.name}' has the same name as an input", stmt.span,
+                                [f"the input is declared at {self.input_spans[stmt.name]}"])
+        if stmt.value is not None:
             value = elab.eval(stmt.value, scope)
             scope.vars[stmt.name] = value
         if not isinstance(value, Value):
@@ -654,11 +699,63 @@ def choose_network(program: Program, name: str | None) -> ast.NetworkDef:
     return next(iter(networks.values()))
 
 
+# Elaboration recurses through expressions and block calls: up to `Limits.max_depth` blocks
+# deep, each with expressions up to the parser's nesting limit. Python's default recursion
+# limit (1000) would run out long before `max_depth` trips, so elaboration runs with more
+# headroom; whatever still exhausts it is a `NetcLimitError`, never a RecursionError.
+ELABORATION_RECURSION_LIMIT = 12_000
+_recursion_lock = threading.Lock()
+_recursion_users = 0
+_recursion_saved = 0
+
+
+@contextlib.contextmanager
+def recursion_headroom(limit: int = ELABORATION_RECURSION_LIMIT) -> Iterator[None]:
+    """Raise Python's recursion limit to at least `limit` while the body runs (restored by
+    the last of several threads to leave)."""
+    global _recursion_users, _recursion_saved
+    with _recursion_lock:
+        if _recursion_users == 0:
+            _recursion_saved = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(_recursion_saved, limit))
+        _recursion_users += 1
+    try:
+        yield
+    finally:
+        with _recursion_lock:
+            _recursion_users -= 1
+            if _recursion_users == 0:
+                sys.setrecursionlimit(_recursion_saved)
+
+
 def elaborate_network(program: Program, defn: ast.NetworkDef, options: NetworkOptions = NetworkOptions()) -> Graph:
     """Build the IR graph of one network with the given parameter and dim settings."""
     graph = Graph(defn.name, source=program.root.module.path, span=defn.span)
     builder = Builder(graph, options.limits)
     elab = Elaborator(program, builder, options.limits)
+    try:
+        with recursion_headroom():
+            _elaborate(program, defn, options, elab, graph)
+    except RecursionError:
+        raise _too_deep(defn, elab._deepest or []) from None
+    return graph
+
+
+def _too_deep(defn: ast.NetworkDef, stack: list[tuple[str, Span]]) -> NetcLimitError:
+    """The error for elaboration that exhausted Python's recursion limit."""
+    if not stack:
+        return NetcLimitError(f"network '{defn.name}' nests too deeply to elaborate: expressions or constants "
+                              "defined in terms of each other too many levels deep", defn.span)
+    names = [n for n, _ in stack]
+    chain = " -> ".join(names[-4:])
+    recursive = [n for n in dict.fromkeys(names) if names.count(n) > 1]
+    hints = [f"'{recursive[0]}' calls itself: give the recursion a condition that ends it"] if recursive else []
+    return NetcLimitError(f"block calls nest too deeply to elaborate: {len(stack)} deep (... {chain}), with deeply "
+                          "nested expressions in between", stack[-1][1], hints)
+
+
+def _elaborate(program: Program, defn: ast.NetworkDef, options: NetworkOptions, elab: Elaborator,
+               graph: Graph) -> None:
     module = program.modules.get(defn.span.file) or _module_of(program, defn)
     scope = Scope(module=module)
     settings = dict(options.settings)
@@ -691,13 +788,14 @@ def elaborate_network(program: Program, defn: ast.NetworkDef, options: NetworkOp
     if not graph.outputs:
         raise NetcTypeError(f"network '{defn.name}' declares no output", defn.span,
                             ["add `output y = ...`"])
-    return graph
 
 
 def _convert_setting(elab: Elaborator, defn: ast.NetworkDef, p: ast.Param, value: Any) -> Any:
     assert p.type is not None
     if p.type.id == "float" and _is_int(value):
         value = float(value)
+    if p.type.id == "act" and isinstance(value, str) and isinstance(builtins().get(value), Builtin):
+        value = builtins()[value]  # `--set act=tanh` names the activation
     try:
         return elab._check_block_param(defn, p, value, p.span)  # type: ignore[arg-type]
     except NetcTypeError as err:

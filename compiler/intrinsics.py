@@ -3,16 +3,15 @@ fillers and initialiser constructors. None of them can reach the host."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, Init, Value
 from netc.compiler.ops import REGISTRY
 from netc.compiler.ops.registry import Arg
-from netc.compiler.values import Builtin, Intrinsic, describe
+from netc.compiler.values import Builtin, Intrinsic, count_text, describe
 from netc.dsl.errors import NetcLimitError, NetcTypeError, Span
-
-_MAX_RANGE = 1_000_000
 
 
 def _range(elab, span: Span, start: int, stop: int | None, step: int) -> list[int]:
@@ -20,9 +19,11 @@ def _range(elab, span: Span, start: int, stop: int | None, step: int) -> list[in
         start, stop = 0, start
     if step == 0:
         raise NetcTypeError("range() step must not be zero", span)
-    n = len(range(start, stop, step))
-    if n > _MAX_RANGE:
-        raise NetcLimitError(f"range() of {n} items is over the limit of {_MAX_RANGE}", span)
+    # Counted with Python ints: len() of a range beyond a C ssize_t raises OverflowError.
+    n = max(0, (stop - start + step + (-1 if step > 0 else 1)) // step)
+    limit = elab.limits.max_list_items
+    if n > limit:
+        raise NetcLimitError(f"range() of {count_text(n)} items is over the limit of {limit}", span)
     return list(range(start, stop, step))
 
 
@@ -108,13 +109,18 @@ def _init(scheme: str, *names: str):
 def _to_int(elab, span: Span, x: Any) -> int:
     if isinstance(x, bool) or not isinstance(x, int | float):
         raise NetcTypeError(f"int() expects a number; got {describe(x)}", span)
+    if isinstance(x, float) and not math.isfinite(x):
+        raise NetcTypeError(f"int() of {describe(x)}: only a finite number has an integer value", span)
     return int(x)
 
 
 def _to_float(elab, span: Span, x: Any) -> float:
     if isinstance(x, bool) or not isinstance(x, int | float):
         raise NetcTypeError(f"float() expects a number; got {describe(x)}", span)
-    return float(x)
+    try:
+        return float(x)
+    except OverflowError:
+        raise NetcTypeError(f"float() of {describe(x)}: beyond float range (about ±1.8e308)", span) from None
 
 
 _MINMAX_SIG = (Arg("values", "any", variadic=True), Arg("axis", "any", None), Arg("keepdims", "any", None))

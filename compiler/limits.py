@@ -15,6 +15,8 @@ class Limits:
     max_rank: int = 8
     max_loop_iterations: int = 100_000  # compile-time `for` iterations in total
     max_tensor_elements: int = 2**40  # any single static tensor shape
+    max_list_items: int = 1_000_000  # a compile-time list (or string), e.g. `[0] * n` or range(n)
+    max_int_bits: int = 4096  # a compile-time integer, e.g. `k = k * k` in a loop
 
 
 DEFAULT_LIMITS = Limits()

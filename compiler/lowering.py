@@ -199,11 +199,14 @@ class LowerContext:
 
 
 def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET,
-                metadata: Mapping[str, str] | None = None, expose_all: bool = False) -> onnx.ModelProto:
+                metadata: Mapping[str, str] | None = None, expose_all: bool = False,
+                value_names: dict[int, str] | None = None) -> onnx.ModelProto:
     """Build the ONNX model of `graph` with `params` as initializers.
 
     `expose_all` also makes every intermediate value a graph output, so a verifier can
-    compare onnxruntime with the reference op by op.
+    compare onnxruntime with the reference op by op. `value_names`, when given, is filled
+    with the ONNX name of every top-level value (graph inputs, parameters, op results) by
+    `id(value)`.
     """
     ctx = LowerContext(graph, opset)
     for v in graph.inputs:
@@ -224,24 +227,34 @@ def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEF
             renamed[id(value)] = name
     ctx.lower_ops(graph.ops)
     produced = {o for node in ctx.nodes for o in node.output}
+    sources = {v.name for v in graph.inputs} | {p.name for p in graph.params}
     out_names = {}
     for name, value in graph.outputs.items():
         internal = ctx.name_of(value)
+        if name in sources:  # the elaborator refuses these; an ONNX graph names each value once
+            raise RuntimeError(f"output '{name}' has the name of a graph input or parameter")
         if renamed.get(id(value)) == name and internal in produced:
             _rename(ctx, internal, name)
-            ctx.bind(value, name)
-        else:
+            produced = (produced - {internal}) | {name}
+            for key, bound in list(ctx._names.items()):  # every value that lowered to that tensor
+                if bound == internal:
+                    ctx._names[key] = name
+        else:  # an input, a parameter, a constant initializer or a repeat: a tensor of its own
             ctx.node("Identity", [internal], outputs=[name])
         out_names[name] = value
     outputs = [value_info(n, v.type) for n, v in out_names.items()]
     if expose_all:
-        seen = {ctx.name_of(v) for v in graph.outputs.values()}
+        seen = set(graph.outputs) | {ctx.name_of(v) for v in graph.outputs.values()}
         for op in graph.ops:
             for v in op.outputs:
                 n = ctx.name_of(v)
                 if n not in seen and n in produced:
                     outputs.append(value_info(n, v.type))
                     seen.add(n)
+    if value_names is not None:
+        for v in [*graph.inputs, *graph.param_values.values(), *(o for op in graph.ops for o in op.outputs)]:
+            if ctx.has(v):
+                value_names[id(v)] = ctx.name_of(v)
     onnx_graph = helper.make_graph(
         ctx.nodes, graph.name, [value_info(v.name, v.type) for v in graph.inputs], outputs,
         initializer=initializers + ctx.initializers,
@@ -257,10 +270,18 @@ def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEF
 
 
 def _rename(ctx: LowerContext, old: str, new: str) -> None:
-    for node in ctx.nodes:
+    _rename_in(ctx.nodes, old, new)
+
+
+def _rename_in(nodes: Sequence[onnx.NodeProto], old: str, new: str) -> None:
+    """Rename tensor `old` to `new` in `nodes` and the bodies (Scan, Loop) that read it."""
+    for node in nodes:
         for i, name in enumerate(node.output):
             if name == old:
                 node.output[i] = new
         for i, name in enumerate(node.input):
             if name == old:
                 node.input[i] = new
+        for attr in node.attribute:
+            for body in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                _rename_in(body.node, old, new)

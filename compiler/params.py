@@ -63,7 +63,12 @@ def read_weight_file(path: str | Path) -> dict[str, np.ndarray]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):  # np.load reads a plain .npy array too
+                raise NetcWeightsError(f"cannot read weight file {path}: it holds a single {type(data).__name__} "
+                                       "(a .npy file?), not an .npz archive of named tensors",
+                                       None, ["save the tensors by name with numpy.savez(path, **tensors)"])
+            with data:
                 return {k: data[k] for k in data.files}
         if suffix == ".safetensors":
             from safetensors.numpy import load_file

@@ -100,6 +100,11 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
+def count_text(n: int) -> str:
+    """An integer for a message: Python refuses to print ints of more than 4300 digits."""
+    return str(n) if n.bit_length() <= 128 else f"about 2**{n.bit_length() - 1}"
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from netc.dsl.errors import Span
 
@@ -108,12 +107,12 @@ class IfExpr:
     span: Span
 
 
-Expr = Union[Name, Literal, BinOp, UnaryOp, Compare, BoolOp, Call, Index, TupleExpr, ListExpr, IfExpr]
+Expr = Name | Literal | BinOp | UnaryOp | Compare | BoolOp | Call | Index | TupleExpr | ListExpr | IfExpr
 
 # ----------------------------------------------------------------------------- statements
 
 # A binding target: a name, or a (possibly nested) tuple of targets.
-Target = Union[Name, tuple["Target", ...]]
+Target = Name | tuple["Target", ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +159,7 @@ class Return:
     span: Span
 
 
-Stmt = Union[Input, Output, Assign, For, If, Return]
+Stmt = Input | Output | Assign | For | If | Return
 
 # ----------------------------------------------------------------------------- definitions
 
@@ -202,7 +201,7 @@ class NetworkDef:
     span: Span
 
 
-Definition = Union[Import, Const, BlockDef, NetworkDef]
+Definition = Import | Const | BlockDef | NetworkDef
 
 
 @dataclass(frozen=True, slots=True)

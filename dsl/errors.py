@@ -40,8 +40,9 @@ class NetcError(Exception):
         self.notes: list[tuple[Span, str]] = []
 
     def with_note(self, span: Span | None, message: str) -> NetcError:
-        """Attach a secondary location, e.g. the block call that led to this error."""
-        if span is not None:
+        """Attach a secondary location, e.g. the block call that led to this error. A note
+        already attached (same place, same words, as a recursive block repeats) is kept once."""
+        if span is not None and (span, message) not in self.notes:
             self.notes.append((span, message))
         return self
 

@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,22 +111,110 @@ def compile_source(text: str, name: str = "<string>.net", **overrides: Any) -> C
 
 
 def save_model(model: onnx.ModelProto, path: str | Path, source: str | Path | None = None) -> Path:
-    """Write `model` atomically; models over 2 GB keep their tensors in `<name>.data` beside it."""
+    """Write `model` atomically. A model over 2 GB keeps its tensors in a data file beside it,
+    `<name>.<hash>.data`, named after its content: the data is written first under its own
+    name, then the model replaces the previous one in one rename, then the previous model's
+    data file goes. A failure at any point leaves the previous pair (or nothing), never a
+    model with data that is not its own. `model` itself is left as it was."""
     out = check_output_path(path, source)
     if model.ByteSize() < EXTERNAL_DATA_THRESHOLD:
         with atomic_path(out) as tmp:
             tmp.write_bytes(model.SerializeToString())
         return out
-    data_name = out.name + ".data"
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
-    try:
-        onnx.save_model(model, staging / out.name, save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data_name, size_threshold=1024)
-        os.replace(staging / data_name, out.parent / data_name)
-        os.replace(staging / out.name, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    _save_with_external_data(model, out)
     return out
+
+
+def model_files(path: str | Path) -> list[Path]:
+    """A saved model file and the external data files it refers to (beside it)."""
+    out = Path(path)
+    return [out, *(out.parent / name for name in sorted(_external_locations(out)))]
+
+
+_STAGED_DATA = "tensors.data"
+
+
+def _save_with_external_data(model: onnx.ModelProto, out: Path) -> None:
+    folder = out.resolve().parent
+    # onnx.save_model moves the tensors of the model it is given out into the data file (and
+    # points the model at it): hand it a copy, so the caller's model keeps its weights.
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=folder))
+    data_path: Path | None = None
+    created = replaced = False
+    try:
+        onnx.save_model(copy, staging / out.name, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=_STAGED_DATA, size_threshold=1024)
+        staged = staging / _STAGED_DATA
+        if staged.exists():
+            data_name = f"{out.name}.{_file_digest(staged)}.data"
+            for tensor in _all_tensors(copy.graph):
+                for entry in tensor.external_data:
+                    if entry.key == "location":
+                        entry.value = data_name
+            (staging / out.name).write_bytes(copy.SerializeToString())
+            _fsync(staged)
+            data_path = folder / data_name
+        _fsync(staging / out.name)
+        previous = _external_locations(out)
+        if data_path is not None:
+            created = not data_path.exists()  # else the same content is there already
+            os.replace(staged, data_path)
+        os.replace(staging / out.name, out)
+        replaced = True
+    finally:
+        if not replaced and created and data_path is not None:
+            with contextlib.suppress(OSError):
+                data_path.unlink()
+        shutil.rmtree(staging, ignore_errors=True)
+    for name in previous - ({data_path.name} if data_path else set()):
+        if _is_own_data_name(out, name):  # a file this function wrote for the previous model
+            with contextlib.suppress(OSError):
+                (folder / name).unlink()
+
+
+def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """The tensors of a graph and its subgraphs: initializers and tensor attributes."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for body in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                yield from _all_tensors(body)
+
+
+def _external_locations(path: Path) -> set[str]:
+    """The data files a saved model refers to; none for a model that is not there or not
+    readable (a model file of 2 GiB or more holds its tensors itself)."""
+    try:
+        if not path.is_file() or path.stat().st_size >= 2**31:  # protobuf reads no more
+            return set()
+        saved = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not a model (any more): nothing of it to clean up
+        return set()
+    return {entry.value for tensor in _all_tensors(saved.graph) for entry in tensor.external_data
+            if entry.key == "location"}
+
+
+def _is_own_data_name(out: Path, name: str) -> bool:
+    """`<model>.<hash>.data`, or `<model>.data` as earlier versions wrote, in the model's folder."""
+    return re.fullmatch(re.escape(out.name) + r"(\.[0-9a-f]{16})?\.data", name) is not None
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    with open(path, "rb") as f:
+        while chunk := f.read(2**22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
 
 
 def open_model(model: Compiled | onnx.ModelProto | str | Path, provider: str = "cpu", threads: int = 0,
@@ -153,6 +244,8 @@ def run(model: Compiled | onnx.ModelProto | str | Path, inputs: Mapping[str, np.
     from netc.runtime.inputs import random_inputs
     from netc.runtime.run import run_session
 
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise NetcInputError(f"inputs must map input names to NumPy arrays; got {type(inputs).__name__}")
     session, specs = open_model(model, provider, threads)
     feeds = dict(inputs or {})
     if random:

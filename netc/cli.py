@@ -321,9 +321,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     ms = (time.perf_counter() - start) * 1e3
     total = sum(p.size for p in compiled.graph.params)
     trainable = sum(p.size for p in compiled.graph.params if p.trainable)
-    size = out.stat().st_size
-    if compiled.model.ByteSize() >= api.EXTERNAL_DATA_THRESHOLD:  # the tensors went to <OUT>.data
-        size += out.with_name(out.name + ".data").stat().st_size
+    size = sum(f.stat().st_size for f in api.model_files(out))  # with the data file of a model over 2 GB
     print(f"wrote {out}: network {compiled.graph.name}, {total:,} parameters ({trainable:,} trainable), "
           f"{human_bytes(size)}, opset {args.opset}, {ms:.0f} ms")
     return EXIT_OK

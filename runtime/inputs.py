@@ -214,6 +214,9 @@ def check_inputs(specs: Sequence[InputSpec], arrays: Mapping[str, np.ndarray], p
     """Check names, dtypes and shapes; returns the symbolic-dim values the arrays fix.
     With `partial`, inputs may be missing (they are made up afterwards)."""
     names = [s.name for s in specs]
+    if not isinstance(arrays, Mapping):
+        raise NetcInputError(f"inputs must map input names to NumPy arrays; got {type(arrays).__name__}", None,
+                             ["inputs: " + ", ".join(map(str, specs))])
     for name in arrays:
         if name not in names:
             raise NetcInputError(f"the model has no input named '{name}'", None,
@@ -229,6 +232,9 @@ def check_inputs(specs: Sequence[InputSpec], arrays: Mapping[str, np.ndarray], p
             continue
         array = arrays[spec.name]
         expected = f"the model expects {spec}"
+        if not isinstance(array, np.ndarray):
+            raise NetcInputError(f"input '{spec.name}' must be a NumPy array; got {type(array).__name__}", None,
+                                 [f"numpy.asarray(value, dtype=numpy.{spec.dtype})" if spec.dtype else ""])
         if spec.dtype is None:
             raise NetcInputError(f"input '{spec.name}' has type {spec.type_name}, which netc cannot feed from NumPy")
         if array.dtype != spec.dtype:

@@ -9,7 +9,6 @@ source line.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -32,8 +31,6 @@ TOLERANCES: dict[DType, tuple[float, float]] = {  # (rtol, atol)
 }
 EXACT = (0.0, 0.0)  # integers and booleans must match exactly
 SIZES = (2, 3)  # symbolic dims take these sizes in turn; odd seeds start from the other end
-_TAG = "netcverify"  # temporary op labels that make exposed ONNX names traceable to ops
-_TAGGED = re.compile(_TAG + r"(\d+)_")
 
 
 def tolerance(dtype: np.dtype, rtol: float | None = None, atol: float | None = None) -> tuple[float, float]:
@@ -198,38 +195,17 @@ def compare_ops(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[
 
 def exposed_model(graph: Graph, params: Mapping[str, np.ndarray],
                   opset: int = DEFAULT_OPSET) -> tuple[onnx.ModelProto, dict[int, str]]:
-    """The model with every intermediate as an output, and the ONNX name of each IR value.
-
-    ONNX node and tensor names start with the label of the op that made them, so the ops
-    are labelled `netcverify<i>` while lowering (and restored after) to read back which
-    exposed tensor belongs to which op."""
-    saved = [op.label for op in graph.ops]
-    try:
-        for i, op in enumerate(graph.ops):
-            op.label = f"{_TAG}{i}"
-        model = lower_graph(graph, params, opset, expose_all=True)
-    finally:
-        for op, label in zip(graph.ops, saved):
-            op.label = label
+    """The model with every intermediate as an output, and the ONNX output name of each IR
+    value that has one (by `id(value)`)."""
+    value_names: dict[int, str] = {}
+    model = lower_graph(graph, params, opset, expose_all=True, value_names=value_names)
+    exposed = {info.name for info in model.graph.output}
     names: dict[int, str] = {}
-    for name, value in graph.outputs.items():
+    for name, value in graph.outputs.items():  # an output reads under the name the user gave it
         names.setdefault(id(value), name)
-    by_op: dict[int, list[onnx.ValueInfoProto]] = {}
-    for info in model.graph.output[len(graph.outputs):]:
-        match = _TAGGED.match(info.name)
-        if match:
-            by_op.setdefault(int(match.group(1)), []).append(info)
-    for i, op in enumerate(graph.ops):
-        infos = by_op.get(i, [])
-        for v in op.outputs:
-            if id(v) in names:
-                continue
-            for info in infos:
-                t = info.type.tensor_type
-                if t.elem_type == v.type.dtype.onnx and len(t.shape.dim) == v.type.rank:
-                    names[id(v)] = info.name
-                    infos.remove(info)
-                    break
+    for key, name in value_names.items():
+        if name in exposed:
+            names.setdefault(key, name)
     return model, names
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -216,14 +217,101 @@ def external(monkeypatch):
     monkeypatch.setattr(api, "EXTERNAL_DATA_THRESHOLD", 0)
 
 
+DATA_NAME = re.compile(r"m\.onnx\.[0-9a-f]{16}\.data")
+
+
+def _data_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".data"))
+
+
+def _assert_loads(path: Path, params: dict[str, np.ndarray]) -> None:
+    loaded = onnx.load(path)
+    for tensor in loaded.graph.initializer:
+        np.testing.assert_array_equal(numpy_helper.to_array(tensor), params[tensor.name])
+
+
+def _other_model(compiled: netc.Compiled) -> onnx.ModelProto:
+    """The same network with other weights: another data file."""
+    model = onnx.ModelProto()
+    model.CopyFrom(compiled.model)
+    for tensor in model.graph.initializer:
+        tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) + 1, tensor.name))
+    return model
+
+
 def test_external_data_save_writes_both_files(tmp_path: Path, compiled: netc.Compiled, external) -> None:
     model = onnx.ModelProto()
     model.CopyFrom(compiled.model)
     netc.save_model(model, tmp_path / "m.onnx")
-    assert _leftovers(tmp_path, {"m.onnx", "m.onnx.data"}) == []
-    loaded = onnx.load(tmp_path / "m.onnx")
-    for tensor in loaded.graph.initializer:
-        np.testing.assert_array_equal(numpy_helper.to_array(tensor), compiled.params[tensor.name])
+    (data,) = _data_files(tmp_path)
+    assert DATA_NAME.fullmatch(data), data
+    assert _leftovers(tmp_path, {"m.onnx", data}) == []
+    assert api.model_files(tmp_path / "m.onnx") == [tmp_path / "m.onnx", tmp_path / data]
+    _assert_loads(tmp_path / "m.onnx", compiled.params)
+
+
+def test_external_data_file_is_named_after_its_content(tmp_path: Path, compiled: netc.Compiled,
+                                                       external) -> None:
+    netc.save_model(compiled.model, tmp_path / "m.onnx")
+    first = _data_files(tmp_path)
+    model_bytes = (tmp_path / "m.onnx").read_bytes()
+    netc.save_model(compiled.model, tmp_path / "m.onnx")  # the same model again: the same files
+    assert _data_files(tmp_path) == first
+    assert (tmp_path / "m.onnx").read_bytes() == model_bytes
+    _assert_loads(tmp_path / "m.onnx", compiled.params)
+
+
+def test_external_data_save_over_a_pair_removes_the_old_data(tmp_path: Path, compiled: netc.Compiled,
+                                                             external) -> None:
+    netc.save_model(compiled.model, tmp_path / "m.onnx")
+    (old,) = _data_files(tmp_path)
+    other = _other_model(compiled)
+    netc.save_model(other, tmp_path / "m.onnx")
+    (new,) = _data_files(tmp_path)
+    assert new != old
+    assert _leftovers(tmp_path, {"m.onnx", new}) == []
+    _assert_loads(tmp_path / "m.onnx", {t.name: numpy_helper.to_array(t) for t in other.graph.initializer})
+
+
+def test_external_data_save_replaces_an_old_style_pair(tmp_path: Path, compiled: netc.Compiled, external) -> None:
+    """A model saved as `m.onnx` + `m.onnx.data` (the earlier layout) loses its data file once replaced."""
+    onnx.save_model(_other_model(compiled), tmp_path / "m.onnx", save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="m.onnx.data", size_threshold=0)
+    netc.save_model(compiled.model, tmp_path / "m.onnx")
+    (data,) = _data_files(tmp_path)
+    assert DATA_NAME.fullmatch(data)
+    _assert_loads(tmp_path / "m.onnx", compiled.params)
+
+
+def test_external_data_save_keeps_data_it_did_not_write(tmp_path: Path, compiled: netc.Compiled,
+                                                        external) -> None:
+    """Only data files named as netc names them are removed with the model they belonged to."""
+    onnx.save_model(_other_model(compiled), tmp_path / "m.onnx", save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="shared_weights.bin", size_threshold=0)
+    netc.save_model(compiled.model, tmp_path / "m.onnx")
+    assert (tmp_path / "shared_weights.bin").exists()
+
+
+def test_failed_external_data_save_keeps_a_loadable_old_pair(tmp_path: Path, compiled: netc.Compiled,
+                                                             external, monkeypatch) -> None:
+    netc.save_model(compiled.model, tmp_path / "m.onnx")
+    before = _data_files(tmp_path)
+    real = os.replace
+    calls = []
+
+    def second_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the data file is in place; the model is not
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", second_fails)
+    with pytest.raises(KeyboardInterrupt):
+        netc.save_model(_other_model(compiled), tmp_path / "m.onnx")
+    monkeypatch.undo()
+    assert _data_files(tmp_path) == before
+    assert _leftovers(tmp_path, {"m.onnx", *before}) == []
+    _assert_loads(tmp_path / "m.onnx", compiled.params)
 
 
 def test_interrupted_external_data_save_leaves_nothing(tmp_path: Path, compiled: netc.Compiled, external,
@@ -240,8 +328,6 @@ def test_interrupted_external_data_save_leaves_nothing(tmp_path: Path, compiled:
     assert _leftovers(tmp_path, set()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="netc/api.py save_model replaces m.onnx.data before m.onnx: a failure "
-                                       "between the two renames pairs the old model with the new data")
 def test_failed_external_data_save_keeps_the_old_pair(tmp_path: Path, compiled: netc.Compiled, external,
                                                       monkeypatch) -> None:
     (tmp_path / "m.onnx").write_bytes(OLD)
@@ -263,11 +349,9 @@ def test_failed_external_data_save_keeps_the_old_pair(tmp_path: Path, compiled: 
     monkeypatch.undo()
     assert (tmp_path / "m.onnx").read_bytes() == OLD
     assert (tmp_path / "m.onnx.data").read_bytes() == OLD + b" (data)"
+    assert _leftovers(tmp_path, {"m.onnx", "m.onnx.data"}) == []  # nor the new data file
 
 
-@pytest.mark.xfail(strict=True, reason="netc/api.py save_model hands the caller's ModelProto to "
-                                       "onnx.save_model(save_as_external_data=True), which rewrites it in "
-                                       "place: the in-memory model loses its weights and a second save fails")
 def test_external_data_save_leaves_the_model_in_memory_intact(tmp_path: Path, compiled: netc.Compiled,
                                                               external) -> None:
     model = onnx.ModelProto()
@@ -276,3 +360,4 @@ def test_external_data_save_leaves_the_model_in_memory_intact(tmp_path: Path, co
     netc.save_model(model, tmp_path / "a.onnx")
     assert model.SerializeToString() == before
     netc.save_model(model, tmp_path / "b.onnx")
+    _assert_loads(tmp_path / "b.onnx", compiled.params)

@@ -39,43 +39,47 @@ class KnownBug:
     note: str
 
 
-KNOWN_BUGS = [
-    KnownBug("crash", "OverflowError at compiler/intrinsics.py",
-             "network M {\n  input x: f32[N, 4]\n  output y = x -> dense(int(1e308 * 10))\n}\n",
-             "int() of an infinite float"),
-    KnownBug("crash", "OverflowError at compiler/intrinsics.py",
-             "network M {\n  input x: f32[N, 4]\n  output y = x -> dense(len(range(10**20)))\n}\n",
-             "range() longer than a C ssize_t"),
-    KnownBug("crash", "ValueError at compiler/elaborate.py",
-             "network M {\n  input x: f32[N, 4]\n  output y = x -> dense([1, 2, 3][::0][0])\n}\n",
-             "slicing a compile-time list with step 0"),
-    KnownBug("invalid-model", "single static assignment",
-             "network M {\n  input x: f32[N, 4]\n  output x\n}\n",
-             "an input declared as an output: the ONNX graph names one value twice"),
-    KnownBug("crash", "TypeError at compiler/builder.py",
-             "block b(x) { return x -> dense(3) }\n"
-             "network M {\n  input x: f32[N, 4]\n  output y = b(x, name=3)\n}\n",
-             "name= of a block call is not checked to be a string"),
-    KnownBug("crash", "OverflowError at compiler/builder.py",
-             "network M {\n  input x: f32[N, 4]\n  output y = x -> dense(10**400)\n}\n",
-             "a parameter size beyond float range in the parameter-bytes limit"),
-    KnownBug("crash", "OverflowError at compiler/builder.py",
-             "network M {\n  input x: f32[N, 4]\n  output y = x + zeros(10**200, 10**200)\n}\n",
-             "the tensor-size limit message formats an int beyond float range"),
-    KnownBug("crash", "OverflowError at compiler/builder.py",
-             "network M {\n  input x: i64[N, 4]\n  output y = x * 2**63\n}\n",
-             "a number beyond the tensor's integer dtype becomes a constant"),
-    KnownBug("crash", "OverflowError at compiler/intrinsics.py",
-             "network M {\n  input x: f32[N, 4]\n  output y = x * float(10**400)\n}\n",
-             "float() of an int beyond float range"),
-    KnownBug("crash", "OverflowError at compiler/lowering.py",
-             "network M {\n  input x: f32[N, 4]\n  output y = x[10**20]\n}\n",
-             "an index beyond int64 on a symbolic dim reaches the lowering"),
-    KnownBug("crash", "RecursionError",
-             "block b(x) { return " + "relu(" * 20 + "b(x)" + ")" * 20 + " }\n"
-             "network M {\n  input x: f32[N, 4]\n  output y = b(x)\n}\n",
-             "recursive block with nested calls: Python's recursion limit before max_depth"),
-]
+KNOWN_BUGS: list[KnownBug] = []
+
+# Findings since fixed: each reproducer must now compile or raise a NetcError ("error"),
+# and the expected outcome must not drift (an error that became a crash, or a model).
+FIXED_BUGS = {
+    "int() of an infinite float":
+        ("error", "network M {\n  input x: f32[N, 4]\n  output y = x -> dense(int(1e308 * 10))\n}\n"),
+    "range() longer than a C ssize_t":
+        ("error", "network M {\n  input x: f32[N, 4]\n  output y = x -> dense(len(range(10**20)))\n}\n"),
+    "slicing a compile-time list with step 0":
+        ("error", "network M {\n  input x: f32[N, 4]\n  output y = x -> dense([1, 2, 3][::0][0])\n}\n"),
+    "an input declared as an output":
+        ("error", "network M {\n  input x: f32[N, 4]\n  output x\n}\n"),
+    "an input rebound, then declared as an output":
+        ("error", "network M {\n  input x: f32[N, 4]\n  x = x -> relu\n  output x\n}\n"),
+    "name= of a block call is not checked to be a string":
+        ("error", "block b(x) { return x -> dense(3) }\n"
+                  "network M {\n  input x: f32[N, 4]\n  output y = b(x, name=3)\n}\n"),
+    "a parameter size beyond float range in the parameter-bytes limit":
+        ("error", "network M {\n  input x: f32[N, 4]\n  output y = x -> dense(10**400)\n}\n"),
+    "the tensor-size limit message formats an int beyond float range":
+        ("error", "network M {\n  input x: f32[N, 4]\n  output y = x + zeros(10**200, 10**200)\n}\n"),
+    "a number beyond the tensor's integer dtype becomes a constant":
+        ("error", "network M {\n  input x: i64[N, 4]\n  output y = x * 2**63\n}\n"),
+    "a number beyond f16 becomes an infinite constant":
+        ("error", "network M {\n  input x: f16[N, 4]\n  output y = x * 1e30\n}\n"),
+    "float() of an int beyond float range":
+        ("error", "network M {\n  input x: f32[N, 4]\n  output y = x * float(10**400)\n}\n"),
+    "an index beyond int64 on a symbolic dim reaches the lowering":
+        ("error", "network M {\n  input x: f32[N, 4]\n  output y = x[10**20]\n}\n"),
+    "a slice bound beyond int64 on a static dim reaches the lowering":
+        ("ok", "network M {\n  input x: f32[N, 4]\n  output y = x[:, 1:10**20]\n}\n"),
+    "recursive block with nested calls: Python's recursion limit before max_depth":
+        ("error", "block b(x) { return " + "relu(" * 20 + "b(x)" + ")" * 20 + " }\n"
+                  "network M {\n  input x: f32[N, 4]\n  output y = b(x)\n}\n"),
+    "a compile-time list repeated a billion times":
+        ("error", "network M {\n  input x: f32[N, 4]\n  k = len([1] * 10**9)\n  output y = x\n}\n"),
+    "a compile-time integer squared in a loop":
+        ("error", "network M {\n  input x: f32[N, 4]\n  k = 3\n  for i in range(100) {\n    k = k * k\n  }\n"
+                  "  output y = x\n}\n"),
+}
 
 
 def _known(outcome) -> KnownBug | None:
@@ -187,6 +191,13 @@ def test_edge_texts_never_crash(workdir: Path, name: str) -> None:
 def test_known_bug_is_fixed(workdir: Path, bug: KnownBug) -> None:
     outcome = _check(bug.reproducer.encode(), workdir / fuzz.FUZZ_NAME)
     assert outcome.kind in ("ok", "error"), f"{outcome.kind}: {outcome.signature}"
+
+
+@pytest.mark.parametrize("note", list(FIXED_BUGS))
+def test_fixed_bug_stays_fixed(workdir: Path, note: str) -> None:
+    expected, reproducer = FIXED_BUGS[note]
+    outcome = _check(reproducer.encode(), workdir / fuzz.FUZZ_NAME)
+    assert outcome.kind == expected, f"{outcome.kind}: {outcome.signature}\n{outcome.detail}"
 
 
 def test_known_bug_reproducers_still_reproduce(workdir: Path) -> None:

@@ -29,7 +29,7 @@ def render() -> str:
         "",
     ]
     by_module: dict[str, list] = {}
-    for name, opdef in sorted(REGISTRY.ops.items()):
+    for _name, opdef in sorted(REGISTRY.ops.items()):
         if opdef.internal:
             continue
         family = type(opdef).__module__.rsplit(".", 1)[-1]

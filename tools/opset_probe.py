@@ -13,13 +13,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import onnx  # noqa: E402
+import onnx
 
-import netc  # noqa: E402
-from netc.compiler import lowering  # noqa: E402
-from netc.compiler.ops import REGISTRY  # noqa: E402
-from netc.runtime.session import make_session  # noqa: E402
-from tests.conftest import network_source, random_inputs  # noqa: E402
+import netc
+from netc.compiler import lowering
+from netc.compiler.ops import REGISTRY
+from netc.runtime.session import make_session
+from tests.conftest import network_source, random_inputs
 
 
 def probe(opset: int) -> list[str]:

@@ -177,4 +177,5 @@ class Identity(_Activation):
     onnx_op = "Identity"
     doc = "x unchanged (the linear activation)"
     float_only = False
+    numeric_only = False
     cases = _cases("identity(x)")

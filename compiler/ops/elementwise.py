@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from netc.compiler import dims as D
-from netc.compiler.ir import TensorType, Value
+from netc.compiler.ir import DType, TensorType, Value
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
 from netc.compiler.shapes import broadcast_shapes, numel
+
+_MATMUL_DTYPES = (DType.f16, DType.bf16, DType.f32, DType.f64, DType.i32, DType.i64)
 
 
 class _Binary(OpDef):
@@ -25,6 +27,8 @@ class _Binary(OpDef):
             raise b.type_error(f"{self.name}: dtypes differ: {x} and {y}", "convert one side with cast(x, dtype)")
         if self.float_only and not x.dtype.is_float:
             raise b.type_error(f"{self.name} needs floating-point tensors; got {x}")
+        if not (x.dtype.is_float or x.dtype.is_int):
+            raise b.type_error(f"{self.name} needs numeric tensors; got {x}", "cast(x, dtype) to compute with it")
         shape = broadcast_shapes(x.shape, y.shape)
         if shape is None:
             raise b.error(f"{self.name}: shapes {x} and {y} do not broadcast",
@@ -124,6 +128,9 @@ class MatMul(OpDef):
         x, y = inputs
         if x.dtype != y.dtype:
             raise b.type_error(f"matmul: dtypes differ: {x} and {y}")
+        if x.dtype not in _MATMUL_DTYPES:  # ONNX MatMul has no 8-bit or bool variant
+            raise b.type_error(f"matmul needs f16, f32, f64, i32 or i64 tensors; got {x}",
+                               "cast(x, dtype) to compute with it")
         if x.rank == 0 or y.rank == 0:
             raise b.error("matmul needs tensors of rank >= 1; use * for scalars")
         xs = list(x.shape) if x.rank > 1 else [1, *x.shape]
@@ -159,12 +166,18 @@ class _Unary(OpDef):
     signature = (Arg("x", "tensor"),)
     onnx_op = ""
     float_only = True
+    numeric_only = True  # whether bool tensors are refused
+    unsigned = True  # whether the ONNX op takes u8
     step_polymorphic = True
 
     def infer(self, attrs, inputs, b):
         (x,) = inputs
         if self.float_only and not x.dtype.is_float:
             raise b.type_error(f"{self.name} needs a floating-point tensor; got {x}")
+        numeric = x.dtype.is_float or x.dtype.is_int
+        if (self.numeric_only and not numeric) or (x.dtype is DType.u8 and not self.unsigned):
+            raise b.type_error(f"{self.name} needs a {'' if self.unsigned else 'signed '}numeric tensor; got {x}",
+                               "cast(x, dtype) to compute with it")
         return [x]
 
     def flops(self, op):
@@ -184,6 +197,7 @@ class Neg(_Unary):
     onnx_op = "Neg"
     doc = "-x"
     float_only = False
+    unsigned = False
     cases = (Case("-x", {"x": "{f}[3, 4]"}), Case("neg(x)", {"x": "{f}[N]"}))
 
 

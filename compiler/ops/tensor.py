@@ -94,12 +94,15 @@ class Index(OpDef):
         for axis, item in enumerate(items):
             dim = x.shape[axis]
             if isinstance(item, int):
-                if isinstance(dim, int) and not -dim <= item < dim:
-                    raise b.error(f"index {item} is out of range for axis {axis} of {x}")
+                # A dim is below 2**63 (ONNX shapes are int64), so a larger index never fits.
+                if (isinstance(dim, int) and not -dim <= item < dim) or not _INT64_MIN <= item <= _INT64_MAX:
+                    raise b.error(f"index {_int_text(item)} is out of range for axis {axis} of {x}")
                 continue
             start, stop, step = item
             if step == 0:
                 raise b.error("slice step must not be zero")
+            if step is not None and not -_INT64_MAX <= step <= _INT64_MAX:
+                raise b.error(f"slice step {_int_text(step)} is beyond the int64 range")
             length = slice_length(dim, start, stop, step)
             if length is None:
                 raise b.error(f"cannot tell the length of [{_fmt(item)}] on the symbolic dim {dim}",
@@ -123,8 +126,10 @@ class Index(OpDef):
                     stop = _INT64_MAX if step > 0 else _INT64_MIN
                 if (start, stop, step) == (0, _INT64_MAX, 1):
                     continue
-            starts.append(start)
-            ends.append(stop)
+            # ONNX Slice clamps its bounds to the dim, as Python does: clamping bounds beyond
+            # int64 to the int64 range keeps the meaning and makes them representable.
+            starts.append(_clamp64(start))
+            ends.append(_clamp64(stop))
             axes.append(axis)
             steps.append(step)
         y = inputs[0]
@@ -138,4 +143,12 @@ class Index(OpDef):
 
 
 def _fmt(item: tuple) -> str:
-    return ":".join("" if v is None else str(v) for v in item)
+    return ":".join("" if v is None else _int_text(v) for v in item)
+
+
+def _clamp64(v: int) -> int:
+    return min(max(v, _INT64_MIN), _INT64_MAX)
+
+
+def _int_text(v: int) -> str:
+    return str(v) if v.bit_length() <= 128 else f"of {v.bit_length()} bits"

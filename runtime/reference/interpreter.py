@@ -16,6 +16,9 @@ from netc.runtime.reference.registry import REFERENCE
 def bind_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
     """Check `inputs` against the graph's declared inputs; returns the symbolic-dim values."""
     names = [v.name for v in graph.inputs]
+    if not isinstance(inputs, Mapping):
+        raise NetcInputError(f"inputs must map input names to NumPy arrays; got {type(inputs).__name__}", None,
+                             ["inputs: " + ", ".join(names)])
     unknown = sorted(set(inputs) - set(names))
     if unknown:
         raise NetcInputError(f"network '{graph.name}' has no input named '{unknown[0]}'", None,
@@ -25,6 +28,9 @@ def bind_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, int
         if v.name not in inputs:
             raise NetcInputError(f"missing input '{v.name}' ({v.type})")
         array = inputs[v.name]
+        if not isinstance(array, np.ndarray):
+            raise NetcInputError(f"input '{v.name}' must be a NumPy array; got {type(array).__name__}", None,
+                                 [f"numpy.asarray(value, dtype=numpy.{v.type.dtype.numpy})"])
         if array.dtype != v.type.dtype.numpy:
             raise NetcInputError(f"input '{v.name}' has dtype {array.dtype}; the network expects {v.type}")
         if array.ndim != v.type.rank:

@@ -76,7 +76,7 @@ def gelu(x, *, approximate):
 
 
 @ref("hard_tanh")
-def hard_tanh(x, *, min, max):  # noqa: A002 - the op's attribute names
+def hard_tanh(x, *, min, max):  # the op's attribute names shadow the builtins
     return np.clip(x, min, max).astype(x.dtype)
 
 
