@@ -15,8 +15,10 @@ from netc.compiler import dims as D
 from netc.compiler.ir import Graph, Op, TensorType, Value
 from netc.compiler.ops import REGISTRY
 
+# Opset 21 is the newest at which onnxruntime 1.32 (CPU) implements every op netc emits:
+# at 22 GlobalLpPool has no kernel, below 20 Gelu does not exist (tools/opset_probe.py).
 DEFAULT_OPSET = 21
-SUPPORTED_OPSETS = range(18, 24)  # every op netc emits is tested at the default; these load too
+SUPPORTED_OPSETS = range(20, 24)
 IR_VERSION_FOR_OPSET = {18: 8, 19: 9, 20: 9, 21: 10, 22: 10, 23: 11}
 
 
@@ -214,12 +216,9 @@ def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEF
         ctx.bind(v, v.name)
     for name in graph.outputs:
         ctx.reserve(name)
-    initializers = []
     for p in graph.params:
-        value = graph.param_values[p.name]
         ctx.reserve(p.name)
-        ctx.bind(value, p.name)
-        initializers.append(numpy_helper.from_array(np.ascontiguousarray(params[p.name]), p.name))
+        ctx.bind(graph.param_values[p.name], p.name)
     # Name each output's producing op result after the output, so no Identity is needed.
     renamed: dict[int, str] = {}
     for name, value in graph.outputs.items():
@@ -255,18 +254,34 @@ def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEF
         for v in [*graph.inputs, *graph.param_values.values(), *(o for op in graph.ops for o in op.outputs)]:
             if ctx.has(v):
                 value_names[id(v)] = ctx.name_of(v)
-    onnx_graph = helper.make_graph(
-        ctx.nodes, graph.name, [value_info(v.name, v.type) for v in graph.inputs], outputs,
-        initializer=initializers + ctx.initializers,
-    )
-    model = helper.make_model(
-        onnx_graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="netc",
-        ir_version=IR_VERSION_FOR_OPSET.get(opset, 10),
-    )
+    # Built in place: make_graph/make_model would copy every weight twice more.
+    model = onnx.ModelProto()
+    model.ir_version = IR_VERSION_FOR_OPSET.get(opset, 10)
+    model.producer_name = "netc"
+    model.opset_import.add(domain="", version=opset)
+    onnx_graph = model.graph
+    onnx_graph.name = graph.name
+    onnx_graph.node.extend(ctx.nodes)
+    onnx_graph.input.extend(value_info(v.name, v.type) for v in graph.inputs)
+    onnx_graph.output.extend(outputs)
+    for p in graph.params:
+        add_initializer(onnx_graph, p.name, params[p.name])
+    onnx_graph.initializer.extend(ctx.initializers)
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return model
+
+
+def add_initializer(onnx_graph: onnx.GraphProto, name: str, array: np.ndarray) -> None:
+    """Append `array` as a raw little-endian initializer, copying its bytes once."""
+    array = np.asarray(array)
+    array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    tensor = onnx_graph.initializer.add()
+    tensor.name = name
+    tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+    tensor.dims.extend(array.shape)
+    tensor.raw_data = array.tobytes()
 
 
 def _rename(ctx: LowerContext, old: str, new: str) -> None:

