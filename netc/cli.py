@@ -82,34 +82,24 @@ def parse_bytes(text: str) -> int:
     return int(float(match.group(1)) * scale)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a positive integer")
-    return value
+def _number_at_least(parse, minimum, noun: str, expected: str):
+    """An argparse type: `parse(text)` that must be >= `minimum`."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not {noun}") from None
+        if not value >= minimum:  # also rejects NaN
+            raise argparse.ArgumentTypeError(f"'{text}': expected {expected}")
+        return value
+
+    return convert
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"'{text}': expected 0 or more")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a number >= 0")
-    return value
+positive_int = _number_at_least(int, 1, "an integer", "a positive integer")
+non_negative_int = _number_at_least(int, 0, "an integer", "0 or more")
+non_negative_float = _number_at_least(float, 0.0, "a number", "a number >= 0")
 
 
 # --------------------------------------------------------------------------- the parser
