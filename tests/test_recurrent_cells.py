@@ -222,7 +222,7 @@ def test_scan_body_hoists_the_input_projection():
     model = netc.compile_source('network A {\n  input x: f32[T, N, 3]\n'
                                 '  output y = lstm(x, 4, bidirectional=true, lowering="scan")\n}\n').model
     top = collections.Counter(n.op_type for n in model.graph.node)
-    assert top["MatMul"] == 1 and top["Scan"] == 1  # one projection, one loop for both directions
+    assert top["MatMul"] == 2 and top["Scan"] == 1  # one projection per direction, one loop for both
     scan = next(n for n in model.graph.node if n.op_type == "Scan")
     body = next(a.g for a in scan.attribute if a.name == "body")
     assert "MatMul" not in {n.op_type for n in body.node}

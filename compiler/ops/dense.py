@@ -57,10 +57,14 @@ class Dense(OpDef):
 
     def lower(self, ctx, op, inputs):
         x, w, bias = inputs
-        if op.inputs[0].type.rank == 2:
+        if op.inputs[0].type.rank == 2 and (bias or op.attrs["act"]):
             # Gemm (+ activation) is what onnxruntime fuses into FusedGemm.
             y = ctx.node("Gemm", [x, w] + ([bias] if bias else []))[0]
         else:
+            # A bias-less linear 2-D dense stays a MatMul too: onnxruntime merges a MatMul
+            # with an Add after it (and an activation after that) into one Gemm / FusedGemm,
+            # but leaves a Gemm without C and that Add apart, and a step block's
+            # `dense(h, H, bias=false) + x_t` (its x_t projection hoisted) is that case.
             y = ctx.node("MatMul", [x, w])[0]
             if bias:
                 y = ctx.node("Add", [y, bias])[0]

@@ -1,0 +1,670 @@
+"""netc's recurrent networks against the same networks written in PyTorch and exported
+with torch.onnx.export, side by side on onnxruntime CPU.
+
+    python benchmarks/recurrent_vs_torch.py [--quick] [--json FILE] [--sections 1,2,3,4]
+        [--threads 2] [--repeats 40] [--T 100 --N 32 --D 256 --H 256] [--no-dynamo]
+        [--inspect]
+
+Sections (T=100, N=32, D=H=256 by default; sequences are time-major [T, N, D]):
+
+1. 2-layer bidirectional LSTM tagger, lstm + dense(45) + softmax, against nn.LSTM +
+   nn.Linear + softmax. Target: netc / torch <= 1.0.
+2. The same with a 2-layer bidirectional GRU (PyTorch's GRU is reset-after, so netc's
+   is gru(..., reset="after")). Target: netc / torch <= 1.0.
+3. Custom cells written in PyTorch the usual way, a Python loop over the time steps with
+   nn.Linear (the exporters unroll it): (a) peephole LSTM, (b) reset-before GRU
+   (h~ = tanh(W x + U (r * h) + b)), (c) Elman RNN. netc writes the same cells as step
+   blocks run by `recur`, and, where a standard cell covers them, as that cell
+   (lstm(peephole=true), gru(reset="before"), rnn). Target: netc / torch <= 0.5.
+4. Every standard cell (rnn, lstm, gru, gru reset="after"; one layer, and 2-layer
+   bidirectional), lowering="native" against "scan" against "auto" (the default). Target:
+   auto within 5% of the faster of native and scan.
+
+Every model of a comparison carries the same weights: the PyTorch ones, loaded into netc
+through the import mappings (`import_torch_weights` for the standard cells, transposed
+nn.Linear weights for step blocks). Before timing, each model's output must agree with
+the reference (the TorchScript export; section 4: lowering="native") at rtol 1e-4,
+atol 1e-5. Timing: `session.run` on sessions that share one process-wide pool of
+`--threads` intra-op threads (one pool per session would make them slow each other down;
+see `session`), warm-up runs, then `--repeats` rounds in which every model of the
+comparison runs once, in an order that rotates from round to round, so that background
+load hits them alike. The tables give the median and the 90th percentile per model, the
+ratio of the medians, and the median of the per-round ratios with a bootstrap 95%
+interval. A target is PASS when the whole interval meets it, FAIL when none of it does,
+and TIE when the interval holds the target (not told apart at this noise level).
+
+`--quick` is a smoke run: few repeats and no dynamo export (it takes ~15 s per unrolled
+cell). `--inspect` prints, per netc model, the node types onnxruntime leaves after its
+optimisations (SessionOptions.optimized_model_filepath), top level and inside Scan
+bodies; `--json` always records them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+import netc
+from netc.compiler.lowering import lower_graph
+from netc.compiler.ops.recurrent import import_torch_weights
+from netc.compiler.params import materialise
+from netc.report import op_flops
+
+RTOL, ATOL = 1e-4, 1e-5
+LABELS = 45  # the tagset size of the tagger (Penn Treebank)
+
+
+# ---------------------------------------------------------------------------- PyTorch models
+
+
+class Tagger(nn.Module):
+    """A 2-layer bidirectional LSTM or GRU, a linear layer and a softmax per step."""
+
+    def __init__(self, cell: str, d: int, h: int, labels: int = LABELS):
+        super().__init__()
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.rnn = rnn(d, h, num_layers=2, bidirectional=True)
+        self.fc = nn.Linear(2 * h, labels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.fc(self.rnn(x)[0]), dim=-1)
+
+
+class PeepholeLSTM(nn.Module):
+    """LSTM with diagonal peepholes (Gers and Schmidhuber 2000): i and f see c_{t-1},
+    o sees c_t. Gates (i, f, g, o) as one Linear per input."""
+
+    def __init__(self, d: int, h: int):
+        super().__init__()
+        self.hidden = h
+        self.x2h = nn.Linear(d, 4 * h)
+        self.h2h = nn.Linear(h, 4 * h, bias=False)
+        self.p_i = nn.Parameter(torch.empty(h).uniform_(-0.1, 0.1))
+        self.p_f = nn.Parameter(torch.empty(h).uniform_(-0.1, 0.1))
+        self.p_o = nn.Parameter(torch.empty(h).uniform_(-0.1, 0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.shape[1], self.hidden)
+        c = x.new_zeros(x.shape[1], self.hidden)
+        ys = []
+        for t in range(x.shape[0]):
+            i, f, g, o = (self.x2h(x[t]) + self.h2h(h)).chunk(4, dim=1)
+            i = torch.sigmoid(i + self.p_i * c)
+            f = torch.sigmoid(f + self.p_f * c)
+            c = f * c + i * torch.tanh(g)
+            o = torch.sigmoid(o + self.p_o * c)
+            h = o * torch.tanh(c)
+            ys.append(h)
+        return torch.stack(ys)
+
+
+class GRUBefore(nn.Module):
+    """The lectures' GRU, reset before the recurrent product:
+    z, r = sigmoid(W_zr x + U_zr h + b_zr), h~ = tanh(W x + U (r * h) + b),
+    h' = (1 - z) * h + z * h~."""
+
+    def __init__(self, d: int, h: int):
+        super().__init__()
+        self.hidden = h
+        self.x2h = nn.Linear(d, 3 * h)  # rows (z, r, h)
+        self.h2zr = nn.Linear(h, 2 * h, bias=False)
+        self.h2h = nn.Linear(h, h, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.shape[1], self.hidden)
+        ys = []
+        for t in range(x.shape[0]):
+            a_zr, a_h = self.x2h(x[t]).split([2 * self.hidden, self.hidden], dim=1)
+            z, r = torch.sigmoid(a_zr + self.h2zr(h)).chunk(2, dim=1)
+            cand = torch.tanh(a_h + self.h2h(r * h))
+            h = (1 - z) * h + z * cand
+            ys.append(h)
+        return torch.stack(ys)
+
+
+class Elman(nn.Module):
+    """h' = tanh(W x + b + U h)."""
+
+    def __init__(self, d: int, h: int):
+        super().__init__()
+        self.hidden = h
+        self.x2h = nn.Linear(d, h)
+        self.h2h = nn.Linear(h, h, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.shape[1], self.hidden)
+        ys = []
+        for t in range(x.shape[0]):
+            h = torch.tanh(self.x2h(x[t]) + self.h2h(h))
+            ys.append(h)
+        return torch.stack(ys)
+
+
+def torch_onnx(module: nn.Module, x: torch.Tensor, dynamo: bool) -> onnx.ModelProto:
+    """`module` exported by torch.onnx.export (TorchScript exporter, or the dynamo one)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        if dynamo:
+            program = torch.onnx.export(module, (x,), dynamo=True, input_names=["x"], output_names=["y"],
+                                        verbose=False)
+            return program.model_proto
+        buf = io.BytesIO()
+        torch.onnx.export(module, (x,), buf, dynamo=False, input_names=["x"], output_names=["y"])
+        return onnx.load_from_string(buf.getvalue())
+
+
+def np_(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().numpy())
+
+
+# ---------------------------------------------------------------------------- netc models
+
+
+def netc_model(source: str, weights: dict[str, np.ndarray] | None) -> tuple[onnx.ModelProto, int]:
+    """Compile `.net` text; parameters from `weights` (every one, exactly), else seed 0.
+    Also returns netc's FLOP count of the network."""
+    graph = netc.build_graph(netc.load("bench.net", source))
+    model = lower_graph(graph, materialise(graph, 0, weights, "the PyTorch weights"))
+    return model, sum(op_flops(op) for op in graph.ops)
+
+
+def network(body: str, args: argparse.Namespace, blocks: str = "") -> str:
+    return (f"{blocks}\nnetwork Bench {{\n  input x: f32[{args.T}, {args.N}, {args.D}]\n"
+            f"  output y = {body}\n}}\n")
+
+
+PEEPHOLE_BLOCK = """
+block peephole_lstm(state, x, hidden: int) {
+  h, c = state
+  i, f, g, o = split(dense(x, 4 * hidden) + dense(h, 4 * hidden, bias=false), 4)
+  i = sigmoid(i + diag(c))
+  f = sigmoid(f + diag(c))
+  c2 = f * c + i * tanh(g)
+  o = sigmoid(o + diag(c2))
+  h2 = o * tanh(c2)
+  return (h2, c2), h2
+}
+"""
+
+# examples/peephole_lstm_lm.net's step: one dense per gate and input.
+PEEPHOLE_PER_GATE_BLOCK = """
+block peephole_lstm(state, x, hidden: int) {
+  h, c = state
+  i = sigmoid(dense(x, hidden) + dense(h, hidden, bias=false) + diag(c))
+  f = sigmoid(dense(x, hidden) + dense(h, hidden, bias=false) + diag(c))
+  c2 = f * c + i * tanh(dense(x, hidden) + dense(h, hidden, bias=false))
+  o = sigmoid(dense(x, hidden) + dense(h, hidden, bias=false) + diag(c2))
+  h2 = o * tanh(c2)
+  return (h2, c2), h2
+}
+"""
+
+GRU_BLOCK = """
+block gru_before(h, x, hidden: int) {
+  a_zr, a_h = split(dense(x, 3 * hidden), [2 * hidden, hidden])
+  z, r = split(sigmoid(a_zr + dense(h, 2 * hidden, bias=false)), 2)
+  cand = tanh(a_h + dense(r * h, hidden, bias=false))
+  return (1 - z) * h + z * cand
+}
+"""
+
+# examples/elman_tagger.net's step.
+ELMAN_BLOCK = """
+block elman(h, x, hidden: int) {
+  return tanh(dense(x, hidden) + dense(h, hidden, bias=false))
+}
+"""
+
+
+def _linear_t(w: torch.Tensor) -> np.ndarray:
+    """nn.Linear's weight [out, in] as netc's dense weight [in, out]."""
+    return np_(w.t())
+
+
+def peephole_weights(m: PeepholeLSTM, style: str) -> dict[str, np.ndarray]:
+    h = m.hidden
+    if style == "recur":
+        return {"recur0.dense0.weight": _linear_t(m.x2h.weight), "recur0.dense0.bias": np_(m.x2h.bias),
+                "recur0.dense1.weight": _linear_t(m.h2h.weight), "recur0.diag0.weight": np_(m.p_i),
+                "recur0.diag1.weight": np_(m.p_f), "recur0.diag2.weight": np_(m.p_o)}
+    if style == "per-gate":
+        out = {}
+        for k, gate in enumerate(("i", "f", "c", "o")):  # torch's chunks (i, f, g, o)
+            rows = slice(k * h, (k + 1) * h)
+            out[f"recur0.dense{2 * k}.weight"] = _linear_t(m.x2h.weight[rows])
+            out[f"recur0.dense{2 * k}.bias"] = np_(m.x2h.bias[rows])
+            out[f"recur0.dense{2 * k + 1}.weight"] = _linear_t(m.h2h.weight[rows])
+            if gate != "c":
+                out[f"recur0.diag{'ifo'.index(gate)}.weight"] = np_(getattr(m, f"p_{gate}"))
+        return out
+    # lstm(peephole=true): W, R, b, rb in (i, f, c, o) order = torch's (i, f, g, o); p is (i, f, o).
+    return {"lstm0.l0.fwd.W": np_(m.x2h.weight), "lstm0.l0.fwd.R": np_(m.h2h.weight),
+            "lstm0.l0.fwd.b": np_(m.x2h.bias), "lstm0.l0.fwd.rb": np.zeros(4 * h, np.float32),
+            "lstm0.l0.fwd.p": np_(torch.cat([m.p_i, m.p_f, m.p_o]))}
+
+
+def gru_weights(m: GRUBefore, style: str) -> dict[str, np.ndarray]:
+    if style == "recur":
+        return {"recur0.dense0.weight": _linear_t(m.x2h.weight), "recur0.dense0.bias": np_(m.x2h.bias),
+                "recur0.dense1.weight": _linear_t(m.h2zr.weight), "recur0.dense2.weight": _linear_t(m.h2h.weight)}
+    # gru(reset="before"): gates (z, r, h), z the share of the new state, as in the cell above.
+    return {"gru0.l0.fwd.W": np_(m.x2h.weight), "gru0.l0.fwd.R": np_(torch.cat([m.h2zr.weight, m.h2h.weight])),
+            "gru0.l0.fwd.b": np_(m.x2h.bias), "gru0.l0.fwd.rb": np.zeros(3 * m.hidden, np.float32)}
+
+
+def elman_weights(m: Elman, style: str) -> dict[str, np.ndarray]:
+    if style == "recur":
+        return {"recur0.dense0.weight": _linear_t(m.x2h.weight), "recur0.dense0.bias": np_(m.x2h.bias),
+                "recur0.dense1.weight": _linear_t(m.h2h.weight)}
+    return {"rnn0.l0.fwd.W": np_(m.x2h.weight), "rnn0.l0.fwd.R": np_(m.h2h.weight),
+            "rnn0.l0.fwd.b": np_(m.x2h.bias), "rnn0.l0.fwd.rb": np.zeros(m.hidden, np.float32)}
+
+
+# ---------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Stats:
+    median: float  # ms
+    p90: float
+    runs: int
+    times: list[float] = field(repr=False, default_factory=list)
+
+    @staticmethod
+    def of(times: list[float]) -> Stats:
+        ms = [t * 1e3 for t in times]
+        return Stats(statistics.median(ms), float(np.percentile(ms, 90)), len(ms), ms)
+
+
+def session(model: onnx.ModelProto, optimized_path: str | None = None) -> ort.InferenceSession:
+    """A CPU session as netc.runtime.session.make_session makes it (optimisation level ALL),
+    but on the process-wide thread pool that `main` sets up instead of a pool of its own.
+
+    With a pool per session, the sessions of an interleaved comparison fight: after a run,
+    its pool's threads keep spinning for work and take cores from the next session's run.
+    On 2 cores that made every model 2-3x slower than alone, the more so the more sessions
+    took turns, and biased the comparison by which model ran after which. Sharing one pool,
+    each model runs as fast as in a process of its own."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    options.use_per_session_threads = False
+    if optimized_path:
+        options.optimized_model_filepath = optimized_path
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def check_agreement(sessions: dict[str, ort.InferenceSession], feeds: dict, reference: str) -> dict[str, float]:
+    """Max abs difference of each model's output from the reference's; raises on a mismatch."""
+    outs = {name: s.run(None, feeds)[0] for name, s in sessions.items()}
+    ref = outs[reference]
+    errors = {}
+    for name, out in outs.items():
+        np.testing.assert_allclose(out, ref, rtol=RTOL, atol=ATOL, err_msg=f"{name} vs {reference}")
+        errors[name] = float(np.max(np.abs(out.astype(np.float64) - ref)))
+    return errors
+
+
+def time_interleaved(sessions: dict[str, ort.InferenceSession], feeds: dict, repeats: int,
+                     warmup: int) -> dict[str, Stats]:
+    """`repeats` rounds; each runs every session once, the order rotating round by round."""
+    names = list(sessions)
+    for _ in range(warmup):
+        for name in names:
+            sessions[name].run(None, feeds)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for k in range(len(names)):
+            name = names[(r + k) % len(names)]
+            start = time.perf_counter()
+            sessions[name].run(None, feeds)
+            times[name].append(time.perf_counter() - start)
+    return {name: Stats.of(t) for name, t in times.items()}
+
+
+def optimized_nodes(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
+    """Node types after onnxruntime's optimisations: {"main": ..., "Scan#k": its body, ...}."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "optimized.onnx")
+        session(model, path)
+        opt = onnx.load(path)
+    out = {"main": dict(Counter(n.op_type for n in opt.graph.node))}
+    for k, node in enumerate(n for n in opt.graph.node if n.op_type in ("Scan", "Loop")):
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                out[f"{node.op_type}#{k}"] = dict(Counter(n.op_type for n in attr.g.node))
+    return out
+
+
+def scan_lowered(model: onnx.ModelProto) -> bool:
+    return any(n.op_type == "Scan" for n in model.graph.node)
+
+
+@dataclass
+class Ratio:
+    """a / b: the ratio of the medians, the median of the per-round ratios (both ran in the
+    same round) and a bootstrap 95% interval of the latter."""
+
+    of_medians: float
+    paired: float
+    low: float
+    high: float
+
+    @staticmethod
+    def of(a: Stats, b: Stats) -> Ratio:
+        r = np.asarray(a.times) / np.asarray(b.times)
+        rng = np.random.default_rng(0)
+        medians = np.median(rng.choice(r, (2000, len(r))), axis=1)
+        low, high = np.percentile(medians, [2.5, 97.5])
+        return Ratio(a.median / b.median, float(np.median(r)), float(low), float(high))
+
+    def verdict(self, target: float) -> str:
+        """PASS or FAIL when the interval lies on one side of the target; TIE when it holds
+        the target (not told apart at this noise level)."""
+        if self.high <= target:
+            return "PASS"
+        if self.low > target:
+            return "FAIL"
+        return "TIE"
+
+    def text(self) -> str:
+        return f"{self.of_medians:.2f} (paired {self.paired:.2f}, {self.low:.2f}-{self.high:.2f})"
+
+    def to_json(self) -> dict[str, float]:
+        return {"ratio_of_medians": self.of_medians, "paired_median": self.paired, "ci95": [self.low, self.high]}
+
+
+@dataclass
+class Comparison:
+    """One comparison: models on the same weights and inputs, timed together."""
+
+    title: str
+    models: dict[str, onnx.ModelProto]
+    reference: str
+    flops: int  # netc's count for the network
+    notes: dict[str, str] = field(default_factory=dict)  # model -> remark (export failures, ...)
+    stats: dict[str, Stats] = field(default_factory=dict)
+    errors: dict[str, float] = field(default_factory=dict)
+    nodes: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, feeds: dict, args: argparse.Namespace) -> Comparison:
+        sessions = {name: session(m) for name, m in self.models.items()}
+        self.errors = check_agreement(sessions, feeds, self.reference)
+        self.stats = time_interleaved(sessions, feeds, args.repeats, args.warmup)
+        for name, model in self.models.items():
+            if name.startswith("netc"):
+                self.nodes[name] = optimized_nodes(model)
+        return self
+
+    def ratio(self, a: str, b: str) -> Ratio:
+        return Ratio.of(self.stats[a], self.stats[b])
+
+    def gflops(self, name: str) -> float:
+        return self.flops / self.stats[name].median / 1e6
+
+    def fastest(self, prefix: str) -> str:
+        return min((n for n in self.stats if n.startswith(prefix)), key=lambda n: self.stats[n].median)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "reference": self.reference, "flops": self.flops, "notes": self.notes,
+                "max_abs_error": self.errors,
+                "models": {n: {"median_ms": s.median, "p90_ms": s.p90, "runs": s.runs, "gflop_s": self.gflops(n)}
+                           for n, s in self.stats.items()},
+                "optimized_nodes": self.nodes}
+
+
+# ---------------------------------------------------------------------------- sections
+
+
+def torch_exports(module: nn.Module, x: torch.Tensor, args: argparse.Namespace,
+                  notes: dict[str, str]) -> dict[str, onnx.ModelProto]:
+    models = {}
+    for name, dynamo in (("torch (TorchScript)", False), ("torch (dynamo)", True)):
+        if dynamo and args.no_dynamo:
+            continue
+        start = time.perf_counter()
+        try:
+            models[name] = torch_onnx(module, x, dynamo)
+            notes[name] = f"export {time.perf_counter() - start:.1f} s, {len(models[name].graph.node)} nodes"
+        except Exception as err:  # an exporter that fails is reported, not fatal
+            notes[name] = f"export failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    return models
+
+
+def section_tagger(cell: str, args: argparse.Namespace, x: torch.Tensor) -> Comparison:
+    torch.manual_seed(1)
+    module = Tagger(cell, args.D, args.H).eval()
+    notes: dict[str, str] = {}
+    models = torch_exports(module, x, args, notes)
+    reset = ', reset="after"' if cell == "gru" else ""
+    source = network(f"x -> {cell}({args.H}{reset}, bidirectional=true, layers=2) -> dense({LABELS}) -> softmax",
+                     args)
+    weights = import_torch_weights(module.rnn, cell, f"{cell}0")
+    weights |= {"dense0.weight": _linear_t(module.fc.weight), "dense0.bias": np_(module.fc.bias)}
+    model, flops = netc_model(source, weights)
+    notes["netc"] = f"{cell} lowered to " + ("Scan" if scan_lowered(model) else f"native {cell.upper()}")
+    return Comparison(f"2-layer bidirectional {cell.upper()} tagger", {"netc": model} | models,
+                      "torch (TorchScript)", flops, notes)
+
+
+CUSTOM: dict[str, tuple[type[nn.Module], Callable, list[tuple[str, str, str, str]]]] = {
+    # cell: (PyTorch module, weight mapping, [(netc model, style, blocks, output expression)])
+    "peephole LSTM": (PeepholeLSTM, peephole_weights, [
+        ("netc recur", "recur", PEEPHOLE_BLOCK, "recur(peephole_lstm, x, init=(zeros(N, H), zeros(N, H)), hidden=H)"),
+        ("netc recur, per-gate dense", "per-gate", PEEPHOLE_PER_GATE_BLOCK,
+         "recur(peephole_lstm, x, init=(zeros(N, H), zeros(N, H)), hidden=H)"),
+        ("netc lstm(peephole=true)", "standard", "", "lstm(x, H, peephole=true)"),
+    ]),
+    "GRU, reset before": (GRUBefore, gru_weights, [
+        ("netc recur", "recur", GRU_BLOCK, "recur(gru_before, x, init=zeros(N, H), hidden=H)"),
+        ("netc gru(reset=\"before\")", "standard", "", 'gru(x, H, reset="before")'),
+    ]),
+    "Elman RNN": (Elman, elman_weights, [
+        ("netc recur", "recur", ELMAN_BLOCK, "recur(elman, x, init=zeros(N, H), hidden=H)"),
+        ("netc rnn", "standard", "", "rnn(x, H)"),
+    ]),
+}
+
+
+def section_custom(cell: str, args: argparse.Namespace, x: torch.Tensor) -> Comparison:
+    module_type, mapping, variants = CUSTOM[cell]
+    torch.manual_seed(2)
+    module = module_type(args.D, args.H).eval()
+    notes: dict[str, str] = {}
+    models = torch_exports(module, x, args, notes)
+    flops = 0
+    for name, style, blocks, expr in variants:
+        expr = expr.replace("N, H)", f"{args.N}, {args.H})").replace("=H)", f"={args.H})").replace("x, H", f"x, {args.H}")
+        models[name], f = netc_model(network(expr, args, blocks), mapping(module, style))
+        flops = flops or f  # the first netc model's count: the step block as written
+        if style == "standard":
+            notes[name] = "lowered to " + ("Scan" if scan_lowered(models[name]) else "the native op")
+    return Comparison(cell, models, "torch (TorchScript)", flops, notes)
+
+
+STANDARD_CELLS = {"rnn": "rnn(x, H{extra})", "lstm": "lstm(x, H{extra})", "gru": "gru(x, H{extra})",
+                  "gru-after": 'gru(x, H, reset="after"{extra})'}
+STANDARD_VARIANTS = {"1 layer": "", "bidir 2-layer": ", bidirectional=true, layers=2"}
+
+
+def section_lowering(cell: str, variant: str, args: argparse.Namespace) -> Comparison:
+    expr = STANDARD_CELLS[cell].replace("H", str(args.H), 1).replace("{extra}", STANDARD_VARIANTS[variant] + "{low}")
+    models, flops = {}, 0
+    for lowering in ("native", "scan", "auto"):
+        low = f', lowering="{lowering}"' if lowering != "auto" else ""
+        models[f"netc {lowering}"], flops = netc_model(network(expr.replace("{low}", low), args), None)
+    auto = "scan" if scan_lowered(models["netc auto"]) else "native"
+    return Comparison(f"{cell} {variant}", models, "netc native", flops, {"netc auto": f"auto picks {auto}"})
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def print_header(title: str, command: str, args: argparse.Namespace) -> None:
+    print(f"\n== {title}")
+    print(f"   $ {command}")
+    print(f"   T={args.T} N={args.N} D={args.D} H={args.H}; {args.threads} threads; "
+          f"{args.repeats} interleaved rounds after {args.warmup} warm-up runs")
+
+
+def print_models(c: Comparison) -> None:
+    print(f"\n  {c.title}  ({c.flops / 1e9:.2f} GFLOP per run, netc's count)")
+    print(f"    {'model':<30}{'median ms':>10}{'p90 ms':>9}{'GFLOP/s':>9}{'/ torch TS':>12}  note")
+    for name in c.models:
+        s = c.stats[name]
+        print(f"    {name:<30}{s.median:>10.1f}{s.p90:>9.1f}{c.gflops(name):>9.0f}"
+              f"{s.median / c.stats[c.reference].median:>12.2f}  {c.notes.get(name, '')}")
+    for name, note in c.notes.items():
+        if name not in c.models:
+            print(f"    {name:<30}{'-':>10}{'-':>9}{'-':>9}{'-':>12}  {note}")
+
+
+def report_tagger(c: Comparison, target: float) -> dict[str, Any]:
+    print_models(c)
+    best = c.fastest("torch")
+    r = c.ratio("netc", best)
+    print(f"    netc / fastest torch export ({best}) = {r.text()}; target <= {target:.1f}: {r.verdict(target)}")
+    return {"target": target, "fastest_torch": best, "ratio": r.to_json(), "verdict": r.verdict(target)} | c.to_json()
+
+
+def report_custom(cs: list[Comparison], target: float) -> list[dict[str, Any]]:
+    out = []
+    for c in cs:
+        print_models(c)
+    print(f"\n  {'cell':<19}{'netc model':<28}{'netc ms':>8}{'torch ms':>9}  {'netc / torch (paired, 95% CI)':<31}"
+          f"target <= {target}")
+    for c in cs:
+        best = c.fastest("torch")
+        rows = []
+        for name in c.models:
+            if name.startswith("netc"):
+                r = c.ratio(name, best)
+                rows.append({"netc": name, "ratio": r.to_json(), "verdict": r.verdict(target)})
+                print(f"  {c.title:<19}{name:<28}{c.stats[name].median:>8.1f}{c.stats[best].median:>9.1f}  "
+                      f"{r.text():<31}{r.verdict(target)}")
+        out.append({"target": target, "fastest_torch": best, "rows": rows} | c.to_json())
+    print("  (torch ms: the faster of the two exports of the same cell)")
+    return out
+
+
+def report_lowering(cs: list[Comparison]) -> list[dict[str, Any]]:
+    print(f"\n  {'cell':<10}{'variant':<14}{'native ms':>10}{'scan ms':>8}{'auto ms':>8}{'scan/native':>12}"
+          f"  {'auto picks':<11}{'faster':<7}{'auto / faster (paired, 95% CI)':<32}auto within 5%")
+    out = []
+    for c in cs:
+        native, scan, auto = (c.stats[f"netc {k}"].median for k in ("native", "scan", "auto"))
+        picks = c.notes["netc auto"].split()[-1]
+        faster = "scan" if scan < native else "native"
+        r = c.ratio("netc auto", f"netc {faster}")
+        verdict = r.verdict(1.05)
+        cell, variant = c.title.split(" ", 1)
+        print(f"  {cell:<10}{variant:<14}{native:>10.1f}{scan:>8.1f}{auto:>8.1f}{scan / native:>12.2f}"
+              f"  {picks:<11}{faster:<7}{r.text():<32}{verdict}")
+        out.append({"cell": cell, "variant": variant, "auto_picks": picks, "faster": faster,
+                    "scan_over_native": c.ratio("netc scan", "netc native").to_json(),
+                    "auto_over_faster": r.to_json(), "verdict": verdict} | c.to_json())
+    return out
+
+
+def print_inspect(cs: list[Comparison]) -> None:
+    for c in cs:
+        for name, nodes in c.nodes.items():
+            print(f"    [{c.title} / {name}] after onnxruntime's optimisations: " + "; ".join(
+                f"{g}: " + ", ".join(f"{k} {v}" for k, v in sorted(n.items(), key=lambda kv: -kv[1]))
+                for g, n in nodes.items()))
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 5 rounds, 1 warm-up, no dynamo export")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--sections", default="1,2,3,4")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=40, help="interleaved timing rounds per comparison")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--T", type=int, default=100)
+    parser.add_argument("--N", type=int, default=32)
+    parser.add_argument("--D", type=int, default=256)
+    parser.add_argument("--H", type=int, default=256)
+    parser.add_argument("--no-dynamo", action="store_true", help="skip the dynamo exporter")
+    parser.add_argument("--inspect", action="store_true", help="print the optimized node types of netc's models")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.warmup, args.no_dynamo = min(args.repeats, 5), 1, True
+    sections = {int(s) for s in args.sections.split(",") if s}
+    command = "python benchmarks/recurrent_vs_torch.py" + "".join(f" {a}" for a in sys.argv[1:])
+    logging.getLogger("torch").setLevel(logging.ERROR)
+    ort.set_global_thread_pool_sizes(args.threads, 1)  # before the first session; see session()
+    torch.set_num_threads(args.threads)
+
+    cpu = platform.processor() or platform.machine()
+    load_start = os.getloadavg()[0]
+    print(f"onnxruntime {ort.__version__}, torch {torch.__version__}, onnx {onnx.__version__}, "
+          f"netc {netc.__version__}; {cpu}, {os.cpu_count()} cores; load average {load_start:.2f} at the start")
+    x_np = np.random.default_rng(0).standard_normal((args.T, args.N, args.D)).astype(np.float32)
+    x = torch.from_numpy(x_np)
+    feeds = {"x": x_np}
+    results: dict[str, Any] = {"date": datetime.date.today().isoformat(), "command": command,
+                               "machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()},
+                               "versions": {"onnxruntime": ort.__version__, "torch": torch.__version__,
+                                            "onnx": onnx.__version__, "netc": netc.__version__},
+                               "settings": vars(args), "load_average": {"start": load_start}, "sections": {}}
+    with torch.no_grad():
+        for sec, cell in ((1, "lstm"), (2, "gru")):
+            if sec in sections:
+                print_header(f"Section {sec}: 2-layer bidirectional {cell.upper()} tagger, netc vs torch.onnx.export",
+                             command, args)
+                c = section_tagger(cell, args, x).run(feeds, args)
+                results["sections"][str(sec)] = report_tagger(c, 1.0)
+                if args.inspect:
+                    print_inspect([c])
+        if 3 in sections:
+            print_header("Section 3: custom cells, a PyTorch Python loop (unrolled by the exporters) vs netc",
+                         command, args)
+            cs = [section_custom(cell, args, x).run(feeds, args) for cell in CUSTOM]
+            results["sections"]["3"] = report_custom(cs, 0.5)
+            if args.inspect:
+                print_inspect(cs)
+        if 4 in sections:
+            print_header("Section 4: standard cells, lowering native vs scan vs auto", command, args)
+            cs = [section_lowering(cell, variant, args).run(feeds, args)
+                  for cell in STANDARD_CELLS for variant in STANDARD_VARIANTS]
+            results["sections"]["4"] = report_lowering(cs)
+            if args.inspect:
+                print_inspect(cs)
+    results["load_average"]["end"] = os.getloadavg()[0]
+    print(f"\nload average {results['load_average']['end']:.2f} at the end. The machine may be shared: the models "
+          "of a comparison take turns round by round, so load hits them alike; trust the ratios (and their "
+          "intervals) over the absolute times.")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
