@@ -85,13 +85,14 @@ _TORCH_NEGATED = {"rnn": (), "lstm": (), "gru": ("z",)}
 
 LOWERINGS = ("auto", "native", "scan")
 
-# `lowering="auto"`, from benchmarks/rnn_lowering.py on onnxruntime 1.32 CPU (2 cores,
-# shared with other jobs; medians of interleaved runs). At T=100, N=32, D=H=256 with 2
-# threads, scan/native time: rnn 0.39-0.41, lstm 1.31-1.48, gru 0.67-0.74 (1 thread: rnn
-# 0.50, lstm 1.05, gru 0.94); with lengths: 0.50, 1.39, 0.72. The native LSTM kernel wins
-# at every size measured (N = 1..32, H = 8..512). The Scan with the hoisted input
-# projection wins for the vanilla RNN and the GRU once a step has enough work to hide the
-# cost of its small per-step nodes (~2 for rnn, ~10 for gru): not for tiny layers
+# `lowering="auto"`, measured on onnxruntime 1.32 CPU (2 cores). At T=100, N=32, D=H=256,
+# 2 threads, sessions on one shared thread pool (benchmarks/recurrent_vs_torch.py, section
+# 4), scan/native time: rnn 0.34 (bidirectional 2-layer 0.48), lstm 1.44 (1.14), gru 0.97
+# (0.92), reset-after gru 0.96 (0.90). benchmarks/rnn_lowering.py gives the same winners
+# with per-session pools (rnn 0.39-0.41, lstm 1.31-1.48, gru 0.67-0.74; 1 thread 0.50,
+# 1.05, 0.94). The native LSTM kernel wins at every size measured (N = 1..32, H = 8..512).
+# The Scan with the hoisted input projection wins for the vanilla RNN and the GRU once a
+# step has enough work to hide the cost of its small per-step nodes: not for tiny layers
 # (rnn N=4, H=16: 1.18), nor for GRUs below H = 128 (N=32, H=32: 1.06) or with a small
 # batch (N=1, H=256: 1.34 with 1 thread, worse with 2).
 AUTO_LOWERING = {"rnn": "scan", "lstm": "native", "gru": "scan"}
