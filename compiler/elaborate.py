@@ -21,7 +21,7 @@ from netc.compiler.builder import Builder
 from netc.compiler.ir import DType, Graph, TensorType, Value
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.ops import REGISTRY
-from netc.compiler.ops.registry import Arg
+from netc.compiler.ops.registry import REQUIRED, Arg
 from netc.compiler.program import ModuleInfo, Program
 from netc.compiler.values import BlockFn, Builtin, Intrinsic, Word, convert, count_text, describe
 from netc.dsl import ast
@@ -435,7 +435,7 @@ class Elaborator:
             raise NetcLimitError(f"block instantiation nests deeper than {self.limits.max_depth} "
                                  f"(... {chain} -> {defn.name}); is '{defn.name}' recursive?", span)
         scope = Scope(module=func.module)
-        signature = tuple(Arg(p.name, "any", None if p.default is not None else _REQUIRED_ARG) for p in defn.params)
+        signature = tuple(Arg(p.name, "any", None if p.default is not None else REQUIRED) for p in defn.params)
         bound = bind_arguments(defn.name, signature, args, kwargs, span, allow_missing_defaults=True)
         spans = {p.name: span for p in defn.params}
         for (_, s), p in zip(args, defn.params):
@@ -487,7 +487,6 @@ class Elaborator:
         return converted
 
 
-_REQUIRED_ARG = Arg("", "any").default  # the registry's REQUIRED sentinel
 
 
 def _layer_name(given: tuple[Any, Span], what: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from netc.compiler import dims as D
 from netc.compiler.dims import Dim
 from netc.compiler.ir import TensorType
 
@@ -29,8 +30,6 @@ def broadcast_shapes(a: Sequence[Dim], b: Sequence[Dim]) -> tuple[Dim, ...] | No
 
 
 def numel(shape: Sequence[Dim]) -> Dim:
-    from netc.compiler import dims as D
-
     total: Dim = 1
     for d in shape:
         total = D.mul(total, d)
