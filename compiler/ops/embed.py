@@ -65,7 +65,7 @@ class OneHot(OpDef):
            "zeros; negative ids count from the end)")
     signature = (
         Arg("ids", "tensor"),
-        Arg("depth", "int", positive=True),
+        Arg("depth", "dim", positive=True),
         Arg("dtype", "dtype", DType.f32),
         Arg("axis", "int", -1),
     )
@@ -77,6 +77,8 @@ class OneHot(OpDef):
         Case("one_hot(ids, 4, axis=0, dtype={f})", {"ids": "i64[2, N]"}, note="new leading axis"),
         Case("one_hot(ids, 6, dtype=i64)", {"ids": "i64[5]"}, int_high=6, note="integer output"),
         Case("one_hot(ids, 3, dtype=bool)", {"ids": "i32[2, 3]"}, int_high=3, note="boolean output"),
+        Case("one_hot(ids, dim(x, 1), dtype={f})", {"ids": "i64[N]", "x": "{f}[N, T]"}, int_high=2,
+             note="symbolic depth"),
     )
 
     def build(self, b, ids, depth, dtype, axis):
@@ -104,7 +106,9 @@ class OneHot(OpDef):
         # int64 depth) is one of them. Other output dtypes are a Cast of that.
         if op.inputs[0].type.dtype is not DType.i64:
             ids = ctx.node("Cast", [ids], to=DType.i64.onnx)[0]
-        depth = ctx.const(np.asarray(op.attrs["depth"], dtype=np.int64), "depth")
+        depth = op.attrs["depth"]  # a symbolic depth is its run-time value
+        depth = ctx.const(np.asarray(depth, dtype=np.int64), "depth") if isinstance(depth, int) else \
+            ctx.dim_tensor(depth)
         values = ctx.const(np.asarray([0, 1], dtype=np.float32), "off_on")
         y = ctx.node("OneHot", [ids, depth, values], axis=op.attrs["axis"])
         if dtype is not DType.f32:
