@@ -283,6 +283,73 @@ class NonZero(OpDef):
         return out
 
 
+@register
+class Compact(OpDef):
+    name = "compact"
+    doc = ("compact(x, mask, axis=0, pad=0): per line along axis, the elements of x where mask (x's shape) is "
+           "true, moved to the front in order and padded with `pad` to the longest line; gives (values, "
+           "lengths) with lengths i64 (x's shape without axis) and the new length a run-time dim `<op>.len`")
+    signature = (Arg("x", "tensor"), Arg("mask", "tensor"), Arg("axis", "int", 0), Arg("pad", "float", 0.0))
+    cases = (
+        Case("v, n = compact(x, x > 0)\n  output a = v\n  output b = n", {"x": "{f}[T, N]"}),
+        Case("compact(i, i != 0, axis=1, pad=-1)[0]", {"i": "i64[N, T]"}, int_high=3, note="padding value"),
+        Case("compact(x, m, axis=1)[0]", {"x": "{f}[2, 5, 3]", "m": "bool[2, 5, 3]"}, note="middle axis"),
+    )
+
+    def build(self, b, x, mask, axis, pad):
+        if x.type.rank < 1:
+            raise b.error(f"compact needs a tensor of rank >= 1; got {x.type}")
+        axis = b.axis(axis, x.type.rank, "compact: axis")
+        if x.type.dtype.is_int and pad != int(pad):
+            raise b.type_error(f"compact: pad {pad:g} is not an integer; x is {x.type}")
+        if x.type.dtype.is_int or x.type.dtype.is_float:
+            b._scalar(int(pad) if x.type.dtype.is_int else pad, x.type.dtype)  # fits the dtype
+        values, lengths = b.emit(self.name, [x, mask], {"axis": axis, "pad": pad,
+                                                        "length": _runtime_dim(b, "compact")})
+        return values, lengths
+
+    def infer(self, attrs, inputs, b):
+        x, mask = inputs
+        axis = attrs["axis"]
+        if mask.dtype is not DType.bool or mask.shape != x.shape:
+            raise b.type_error(f"compact: the mask must be a bool tensor of x's shape {x}; got {mask}",
+                               "make one by comparing: ids != blank")
+        if x.dtype is DType.bf16:
+            raise b.type_error("compact: bf16 is not supported")
+        shape = list(x.shape)
+        shape[axis] = D.symbol(attrs["length"])
+        lengths = tuple(d for a, d in enumerate(x.shape) if a != axis)
+        return [TensorType(x.dtype, tuple(shape)), TensorType(DType.i64, lengths)]
+
+    def lower(self, ctx, op, inputs):
+        x, mask = inputs
+        axis = op.attrs["axis"]
+        dtype = op.inputs[0].type.dtype
+        m = ctx.node("Cast", [mask], to=DType.i64.onnx)[0]
+        one = ctx.const(np.asarray(1, dtype=np.int64), "one")
+        # Each kept element's place in its line: the number of kept elements up to it, minus 1.
+        pos = ctx.node("Sub", [ctx.node("CumSum", [m, ctx.const(np.asarray(axis, dtype=np.int64), "axis")])[0],
+                               one])[0]
+        lengths = ctx.node("ReduceSum", [m, ctx.ints([axis])], keepdims=0)[0]
+        longest = ctx.node("ReduceMax", [ctx.node("Reshape", [lengths, ctx.ints([-1])])[0], ctx.ints([0])],
+                           keepdims=1)[0]  # [1]: the longest line
+        # Dropped elements all go to one extra slot past the end, which is cut off afterwards.
+        target = ctx.node("Where", [mask, pos, ctx.node("Reshape", [longest, ctx.ints([])])[0]])[0]
+        shape = ctx.node("Shape", [x])[0]
+        rank = op.inputs[0].type.rank
+        parts = [ctx.node("Slice", [shape, ctx.ints([0]), ctx.ints([axis])])[0]] if axis > 0 else []
+        parts.append(ctx.node("Add", [longest, ctx.ints([1])])[0])
+        if axis < rank - 1:
+            parts.append(ctx.node("Slice", [shape, ctx.ints([axis + 1]), ctx.ints([rank])])[0])
+        full = ctx.node("Concat", parts, axis=0)[0] if len(parts) > 1 else parts[0]
+        pad = ctx.const(np.asarray(op.attrs["pad"], dtype=dtype.numpy), "pad")
+        data = ctx.node("Expand", [pad, full])[0]
+        scattered = ctx.node("ScatterElements", [data, target, x], axis=axis)[0]
+        values = ctx.node("Slice", [scattered, ctx.ints([0]), longest, ctx.ints([axis])])[0]
+        ctx.define_symbol(op.attrs["length"], values, axis)
+        return [values, lengths]
+
+
 # ---------------------------------------------------------------------- ranges and values
 
 

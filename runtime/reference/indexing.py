@@ -76,3 +76,19 @@ def arange(*, start, stop, step, dtype):
 @ref("expand")
 def expand(x, *, shape):
     return np.broadcast_to(x, shape).copy()
+
+
+@ref("compact")
+def compact(x, mask, *, axis, pad, length):
+    # Move the axis last; every line keeps its masked elements in order, then padding.
+    xs, ms = np.moveaxis(x, axis, -1), np.moveaxis(mask, axis, -1)
+    lines = xs.reshape(-1, xs.shape[-1])
+    keep = ms.reshape(-1, ms.shape[-1])
+    lengths = keep.sum(axis=-1)
+    longest = int(lengths.max()) if lengths.size else 0
+    out = np.full((lines.shape[0], longest), pad, dtype=x.dtype)
+    for r in range(lines.shape[0]):
+        kept = lines[r][keep[r]]
+        out[r, :kept.size] = kept
+    out = np.moveaxis(out.reshape(*xs.shape[:-1], longest), -1, axis)
+    return np.ascontiguousarray(out), lengths.reshape(xs.shape[:-1]).astype(np.int64)
