@@ -217,14 +217,6 @@ class Or(_Logic):
 
 
 @register
-class Xor(_Logic):
-    name = "logical_xor"
-    onnx_op = "Xor"
-    doc = "exclusive or of bool tensors, elementwise with broadcasting"
-    cases = (*_logic_cases("logical_xor", "!=")[:1], Case("logical_xor(m, k)", {"m": "bool[4, 3]", "k": "bool[3]"}))
-
-
-@register
 class Not(OpDef):
     name = "logical_not"
     doc = "not a on a bool tensor"
