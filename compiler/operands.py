@@ -56,6 +56,10 @@ def literal_array(b, value: list | tuple, dtype: DType | None, what: str) -> np.
         raise b.type_error(f"{what}: cannot make a {dtype.value} tensor of {'true/false' if bools else 'numbers'}")
     if dtype is DType.bool:
         return np.asarray(flat, dtype=bool).reshape(shape)
+    if dtype.is_int and floats:
+        first = next(v for v in flat if isinstance(v, float))
+        raise b.type_error(f"{what}: cannot combine the float {first:g} of a literal with {dtype.value}",
+                           "write the literal's numbers as integers, or cast the tensor to a float")
     return np.asarray([b._scalar(v, dtype) for v in flat], dtype=dtype.numpy).reshape(shape)
 
 
