@@ -87,7 +87,7 @@ network M {
 """
     graph = netc.compile_source(src).graph
     assert [str(graph.outputs[k].type) for k in "abcd"] == ["f64[2, 3]", "i64[2, 3]", "f32[2]", "bool[2]"]
-    with pytest.raises(NetcTypeError, match="cannot combine the float 0.5 of a literal with i64"):
+    with pytest.raises(NetcTypeError, match=r"cannot combine the float 0\.5 of a literal with i64"):
         netc.compile_source("network M {\n input i: i64[2]\n output y = i + [0.5, 1]\n}\n")
 
 
