@@ -49,8 +49,10 @@ def tensor_index(elab, x: Value, items: list[Any], e: ast.Index) -> Value:
     (k,) = positions
     idx = items[k]
     if idx.type.dtype not in (DType.i32, DType.i64):
+        hint = ("to keep the elements where a mask is true, use compress(x, mask, axis) or where(mask, x, 0)"
+                if idx.type.dtype is DType.bool else "convert with cast(idx, i64)")
         raise NetcTypeError(f"an index tensor must hold integers (i64 or i32); got {idx.type}", e.items[k].span,
-                            ["convert with cast(idx, i64)"] if idx.type.dtype.is_float else [])
+                            [hint])
     rest = [slice(None) if isinstance(i, Value) else i for i in items]
     y = x
     if any(not (isinstance(i, slice) and i == slice(None)) for i in rest):

@@ -144,3 +144,15 @@ def test_compress_in_a_verified_model_reports_its_run_time_dim(tmp_path):
     from netc.cli import main
 
     assert main(["verify", str(src)]) == 0
+
+
+def test_nan_propagates_through_maximum_minimum_and_clip_and_compares_false():
+    compiled = compile_expr("output a = maximum(x, 0)\n  output b = minimum(x, 0)\n  output c = clip(x, -1, 1)\n"
+                            "  output d = x > 0\n  output e = isnan(x)", {"x": "f32[4]"})
+    x = np.array([np.nan, 1, -1, 2], np.float32)
+    got, want = run_both(compiled, {"x": x})
+    for name in "abc":
+        assert np.isnan(got[name][0]) and np.isnan(want[name][0]), name
+        np.testing.assert_array_equal(got[name][1:], want[name][1:])
+    np.testing.assert_array_equal(got["d"], [False, True, False, True])
+    np.testing.assert_array_equal(got["e"], [True, False, False, False])

@@ -395,6 +395,7 @@ class Arange(OpDef):
         Case("arange(2, T + 3, 2)", {"x": "{f}[T]"}, note="symbolic, step 2"),
         Case("arange(T, 0, -1, dtype=i32)", {"x": "{f}[N, T]"}, note="counting down"),
         Case("arange(1, 10, 3)", {"x": "{f}[2]"}),
+        Case("arange(T + 1, T + 4) - dim(x, 0)", {"x": "{f}[T]"}, note="symbolic ends, known length"),
     )
 
     def build(self, b, start, stop, step, dtype):
@@ -414,7 +415,15 @@ class Arange(OpDef):
             n: D.Dim = len(range(start, stop, step))
         else:
             span = D.sub(stop, start) if step > 0 else D.sub(start, stop)
-            n = D.floordiv(D.add(span, abs(step) - 1), abs(step))
+            if isinstance(span, int):  # arange(N, N + 3): symbolic ends, a known length
+                n = len(range(0, span, abs(step)))
+            elif any(c < 0 for mono, c in span.terms if mono):
+                # e.g. arange(N, 0): empty or negative for every large N, never a useful range
+                raise b.error(f"arange({start}, {stop}, {step}) runs the wrong way: it is empty for large "
+                              f"{', '.join(sorted(D.symbols(span) or D.symbols(stop) or D.symbols(start)))}",
+                              "count down with a negative step: arange(N, 0, -1)")
+            else:
+                n = D.floordiv(D.add(span, abs(step) - 1), abs(step))
         if isinstance(n, int) and n <= 0:
             raise b.error(f"arange({start}, {stop}, {step}) is empty", "a tensor needs at least one element")
         return [TensorType(attrs["dtype"], (n,))]
