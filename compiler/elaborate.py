@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netc.compiler import dims as D
-from netc.compiler import intrinsics
+from netc.compiler import intrinsics, tensor_syntax
 from netc.compiler.builder import Builder
 from netc.compiler.ir import DType, Graph, TensorType, Value
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
+from netc.compiler.operands import is_literal
 from netc.compiler.ops import REGISTRY
 from netc.compiler.ops.registry import REQUIRED, Arg
 from netc.compiler.program import ModuleInfo, Program
@@ -93,7 +94,8 @@ _NUMBER_OPS: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv,
     "%": operator.mod, "**": operator.pow,
 }
-_TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
+_TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul", "%": "mod",
+               "//": "floordiv"}
 _COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
             ">": operator.gt, ">=": operator.ge}
 
@@ -193,11 +195,7 @@ class Elaborator:
             self._bind(t, v, scope, span)
 
     def condition(self, expr: ast.Expr, scope: Scope) -> bool:
-        value = self.eval(expr, scope)
-        if isinstance(value, bool):
-            return value
-        raise NetcTypeError(f"a condition must be true or false at compile time; got {describe(value)}",
-                            expr.span)
+        return self._truth(self.eval(expr, scope), expr)
 
     # ------------------------------------------------------------------ expressions
     def eval(self, expr: ast.Expr, scope: Scope) -> Any:
@@ -222,16 +220,31 @@ class Elaborator:
     def _eval_IfExpr(self, e: ast.IfExpr, scope: Scope) -> Any:
         return self.eval(e.then if self.condition(e.cond, scope) else e.orelse, scope)
 
-    def _eval_BoolOp(self, e: ast.BoolOp, scope: Scope) -> bool:
-        left = self.condition(e.left, scope)
+    def _eval_BoolOp(self, e: ast.BoolOp, scope: Scope) -> Any:
+        left = self.eval(e.left, scope)
+        if isinstance(left, Value):  # bool tensors: elementwise logic, both sides evaluated
+            return tensor_syntax.logic(self, e.op, left, self.eval(e.right, scope), e.span)
+        left = self._truth(left, e.left)
         if (e.op == "and" and not left) or (e.op == "or" and left):
             return left
-        return self.condition(e.right, scope)
+        right = self.eval(e.right, scope)
+        if isinstance(right, Value):
+            return tensor_syntax.logic(self, e.op, left, right, e.span)
+        return self._truth(right, e.right)
+
+    def _truth(self, value: Any, expr: ast.Expr) -> bool:
+        if isinstance(value, bool):
+            return value
+        hints = ["to choose elementwise at run time, use where(cond, a, b)"] if isinstance(value, Value) else []
+        raise NetcTypeError(f"a condition must be true or false at compile time; got {describe(value)}",
+                            expr.span, hints)
 
     def _eval_UnaryOp(self, e: ast.UnaryOp, scope: Scope) -> Any:
-        if e.op == "not":
-            return not self.condition(e.operand, scope)
         value = self.eval(e.operand, scope)
+        if e.op == "not" and isinstance(value, Value):
+            return self.tensor_op("logical_not", [value], e.span)
+        if e.op == "not":
+            return not self._truth(value, e.operand)
         if e.op == "+":
             if isinstance(value, int | float | D.Sym | Value) and not isinstance(value, bool):
                 return value
@@ -243,11 +256,10 @@ class Elaborator:
             return -value
         raise NetcTypeError(f"unary '{e.op}' does not apply to {describe(value)}", e.span)
 
-    def _eval_Compare(self, e: ast.Compare, scope: Scope) -> bool:
+    def _eval_Compare(self, e: ast.Compare, scope: Scope) -> Any:
         left, right = self.eval(e.left, scope), self.eval(e.right, scope)
-        if isinstance(left, Value) or isinstance(right, Value):
-            raise NetcTypeError("comparisons run at compile time; tensors cannot be compared here", e.span,
-                                ["compare shapes with dim(x, axis) or channels(x)"])
+        if isinstance(left, Value) or isinstance(right, Value):  # a run-time comparison: a bool tensor
+            return tensor_syntax.compare(self, e.op, left, right, e.span)
         if isinstance(left, D.Sym) or isinstance(right, D.Sym):
             diff = D.sub(left, right) if _is_dim(left) and _is_dim(right) else None
             if isinstance(diff, int) and e.op in ("==", "!="):
@@ -340,7 +352,7 @@ class Elaborator:
         if op not in _TENSOR_OPS:
             raise NetcTypeError(f"'{op}' does not apply to tensors", span)
         for v in (left, right):
-            if not (isinstance(v, Value) or _is_number(v)):
+            if not (isinstance(v, Value | D.Sym) or _is_number(v) or is_literal(v)):
                 raise NetcTypeError(f"'{op}' does not apply to {describe(left)} and {describe(right)}", span)
         kind = _TENSOR_OPS[op]
         if kind == "matmul" and not (isinstance(left, Value) and isinstance(right, Value)):
@@ -364,9 +376,14 @@ class Elaborator:
                 items.append(slice(*parts))
             else:
                 index = self.eval(item, scope)
+                if isinstance(index, Value) and isinstance(value, Value):  # x[:, idx]: a Gather
+                    items.append(index)
+                    continue
                 if not _is_int(index):
                     raise NetcTypeError(f"an index must be an integer; got {describe(index)}", item.span)
                 items.append(index)
+        if isinstance(value, Value) and any(isinstance(i, Value) for i in items):
+            return tensor_syntax.tensor_index(self, value, items, e)
         if isinstance(value, Value):
             return self.tensor_op("index", [value], e.span, {"items": tuple(_slice_key(i) for i in items)})
         if isinstance(value, list | tuple | str):

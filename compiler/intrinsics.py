@@ -8,6 +8,7 @@ from typing import Any
 
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, Init, Value
+from netc.compiler.operands import tensor_value
 from netc.compiler.ops import REGISTRY
 from netc.compiler.ops.registry import Arg
 from netc.compiler.values import Builtin, Intrinsic, count_text, describe
@@ -143,6 +144,8 @@ INTRINSICS: dict[str, Any] = {
         Intrinsic("max", _MINMAX_SIG, _minmax(max), "largest number; max(x, axis, keepdims) reduces a tensor"),
         Intrinsic("int", (Arg("x", "any"),), _to_int, "truncate to an integer"),
         Intrinsic("float", (Arg("x", "any"),), _to_float, "a float"),
+        Intrinsic("tensor", (Arg("values", "any"), Arg("dtype", "dtype", None)), tensor_value,
+                  "a tensor from a list literal, a number or a dim (ints: i64, any float: f32)"),
         Intrinsic("zeros", _FILL_SIG, _fill(0.0), "a tensor of zeros; also an initialiser"),
         Intrinsic("ones", _FILL_SIG, _fill(1.0), "a tensor of ones; also an initialiser"),
         Intrinsic("normal", (Arg("std", "float", 0.01), Arg("mean", "float", 0.0)),

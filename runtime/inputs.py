@@ -74,7 +74,8 @@ def with_bounds(specs: Sequence[InputSpec], bounds: Mapping[str, int]) -> list[I
 def integer_bounds(graph: Graph) -> dict[str, int]:
     """For each integer input, the exclusive upper bound of valid values, when an op that
     consumes it (directly or through integer-valued ops) tells one: an `embed`'s vocabulary
-    (its table's first dim) or a `one_hot`'s depth."""
+    (its table's first dim), a `one_hot`'s depth, or the size of the axis a `gather`,
+    `take_along` or `scatter` indexes."""
     consumers: dict[int, list[Op]] = {}
     for op in graph.walk():
         for v in op.inputs:
@@ -100,6 +101,10 @@ def _bound(value: Value, consumers: Mapping[int, list[Op]], depth: int) -> int |
             depth_attr = op.attrs.get("depth", op.attrs.get("classes"))
             if isinstance(depth_attr, int) and depth_attr > 0:
                 found.append(depth_attr)
+        elif op.kind in ("gather", "take_along", "scatter") and op.inputs[1] is value:
+            size = op.inputs[0].type.shape[op.attrs["axis"]]  # indices into that axis
+            if isinstance(size, int):
+                found.append(size)
         elif depth < 8:
             for out in op.outputs:
                 if out.type.dtype.is_int:

@@ -27,6 +27,9 @@ def test_every_user_facing_op_is_used_in_an_example():
     missing = [name for name, op in REGISTRY.ops.items()
                if not op.internal and not re.search(rf"\b{name}\b", text)]
     # Arithmetic is written with operators in examples (a + b, x @ w).
-    operators = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@", "neg": "-"}
+    operators = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@", "neg": "-",
+                 "equal": "==", "not_equal": "!=", "less": "<", "less_equal": "<=", "greater": ">",
+                 "greater_equal": ">=", "logical_and": "and", "logical_or": "or", "logical_not": "not",
+                 "mod": "%", "floordiv": "//"}
     missing = [m for m in missing if m not in operators]
     assert not missing, f"ops with no example in examples/: {missing}"

@@ -6,11 +6,13 @@ from netc.compiler.ops import (  # noqa: F401  (importing registers the ops)
     dense,
     elementwise,
     embed,
+    indexing,
     loops,
     norm,
     pool,
     recurrent,
     reduce,
+    select,
     shape,
     tensor,
 )

@@ -29,6 +29,9 @@ class _Binary(OpDef):
             raise b.type_error(f"{self.name} needs floating-point tensors; got {x}")
         if not (x.dtype.is_float or x.dtype.is_int):
             raise b.type_error(f"{self.name} needs numeric tensors; got {x}", "cast(x, dtype) to compute with it")
+        if self.name == "div" and x.dtype.is_int:  # ONNX Div truncates; compile-time 7 / 2 is 3.5
+            raise b.type_error(f"'/' of integer tensors is not defined ({x} and {y}): it would truncate at run "
+                               "time but divides exactly at compile time", "use // to round down, or cast(x, f32)")
         shape = broadcast_shapes(x.shape, y.shape)
         if shape is None:
             raise b.error(f"{self.name}: shapes {x} and {y} do not broadcast",
@@ -47,8 +50,11 @@ def promote_scalars(b, fname: str, x: Any, y: Any) -> list[Value]:
     ref = x if isinstance(x, Value) else y
     if not isinstance(ref, Value):
         raise b.type_error(f"{fname} needs at least one tensor operand")
+    from netc.compiler.operands import operand  # list literals and symbolic dims as tensors
+
     out = []
     for v in (x, y):
+        v = operand(b, v, ref.type.dtype, fname)
         if isinstance(v, Value):
             out.append(v)
         elif isinstance(v, int | float) and not isinstance(v, bool):

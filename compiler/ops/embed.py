@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from netc.compiler.ir import DType, Init, TensorType
+from netc.compiler import dims as D
+from netc.compiler.ir import DType, Init, TensorType, Value
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
 
 _ID_DTYPES = (DType.i32, DType.i64)
@@ -62,10 +63,11 @@ class Embed(OpDef):
 class OneHot(OpDef):
     name = "one_hot"
     doc = ("ids [...] -> [..., depth] with 1 at each id and 0 elsewhere (ids outside [-depth, depth) give all "
-           "zeros; negative ids count from the end)")
+           "zeros; negative ids count from the end). depth: an int, a symbolic dim, or an integer scalar "
+           "tensor (then the new axis is a run-time dim `<op>.depth`)")
     signature = (
         Arg("ids", "tensor"),
-        Arg("depth", "int", positive=True),
+        Arg("depth", "any"),
         Arg("dtype", "dtype", DType.f32),
         Arg("axis", "int", -1),
     )
@@ -77,6 +79,10 @@ class OneHot(OpDef):
         Case("one_hot(ids, 4, axis=0, dtype={f})", {"ids": "i64[2, N]"}, note="new leading axis"),
         Case("one_hot(ids, 6, dtype=i64)", {"ids": "i64[5]"}, int_high=6, note="integer output"),
         Case("one_hot(ids, 3, dtype=bool)", {"ids": "i32[2, 3]"}, int_high=3, note="boolean output"),
+        Case("one_hot(ids, dim(x, 1), dtype={f})", {"ids": "i64[N]", "x": "{f}[N, T]"}, int_high=2,
+             note="symbolic depth"),
+        Case("one_hot(ids, max(ids) + 1, dtype={f})", {"ids": "i64[N, 3]"}, note="run-time depth"),
+        Case("one_hot(ids, k + 1, axis=0)", {"ids": "i32[4]", "k": "i32[]"}, note="run-time depth from an input"),
     )
 
     def build(self, b, ids, depth, dtype, axis):
@@ -85,28 +91,56 @@ class OneHot(OpDef):
             raise b.type_error("one_hot to bf16 is not supported (the reference interpreter has no bfloat16)")
         rank = ids.type.rank + 1
         axis = b.axis(axis, rank, "one_hot: axis") - rank
-        return b.emit(self.name, [ids], {"depth": depth, "dtype": dtype, "axis": axis})[0]
+        inputs = [ids]
+        if isinstance(depth, Value):
+            # A depth known only at run time: the new axis is a run-time dim named after the op.
+            if depth.type.dtype not in _ID_DTYPES or depth.type.rank != 0:
+                raise b.type_error(f"one_hot: a tensor depth must be an integer scalar (i64[] or i32[]); "
+                                   f"got {depth.type}")
+            if b.parent is not None:
+                raise b.error("one_hot with a run-time depth inside a recurrence step: the depth would change "
+                              "from step to step", "compute it outside the step")
+            inputs.append(depth)
+            depth = f"{b.label}.depth"
+        elif isinstance(depth, bool) or not isinstance(depth, int | D.Sym):
+            raise b.type_error(f"one_hot: 'depth' expects an integer, a symbolic dim or an integer scalar "
+                               f"tensor; got {depth!r}")
+        elif isinstance(depth, int) and depth <= 0:
+            raise b.type_error(f"one_hot: 'depth' must be positive; got {depth}")
+        return b.emit(self.name, inputs, {"depth": depth, "dtype": dtype, "axis": axis})[0]
 
     def infer(self, attrs, inputs, b):
-        (ids,) = inputs
+        ids = inputs[0]
         _check_ids(b, "one_hot", ids)
+        depth = attrs["depth"]
         shape = list(ids.shape)
-        shape.insert(b.axis(attrs["axis"], ids.rank + 1, "one_hot: axis"), attrs["depth"])
+        shape.insert(b.axis(attrs["axis"], ids.rank + 1, "one_hot: axis"),
+                     D.symbol(depth) if isinstance(depth, str) else depth)
         return [TensorType(attrs["dtype"], tuple(shape))]
 
     def hoistable(self, op, varying):
         return bool(varying[0])
 
     def lower(self, ctx, op, inputs):
-        (ids,) = inputs
+        ids = inputs[0]
         dtype = op.attrs["dtype"]
         # onnxruntime implements OneHot for few type combinations; (int64 ids, float values,
         # int64 depth) is one of them. Other output dtypes are a Cast of that.
         if op.inputs[0].type.dtype is not DType.i64:
             ids = ctx.node("Cast", [ids], to=DType.i64.onnx)[0]
-        depth = ctx.const(np.asarray(op.attrs["depth"], dtype=np.int64), "depth")
+        depth = op.attrs["depth"]  # a symbolic depth is its run-time value
+        if isinstance(depth, str):
+            depth_t = inputs[1]
+            if op.inputs[1].type.dtype is not DType.i64:
+                depth_t = ctx.node("Cast", [depth_t], to=DType.i64.onnx)[0]
+        elif isinstance(depth, int):
+            depth_t = ctx.const(np.asarray(depth, dtype=np.int64), "depth")
+        else:
+            depth_t = ctx.dim_tensor(depth)
         values = ctx.const(np.asarray([0, 1], dtype=np.float32), "off_on")
-        y = ctx.node("OneHot", [ids, depth, values], axis=op.attrs["axis"])
+        y = ctx.node("OneHot", [ids, depth_t, values], axis=op.attrs["axis"])
+        if isinstance(depth, str):
+            ctx.define_symbol(depth, y[0], op.attrs["axis"] % op.outputs[0].type.rank)
         if dtype is not DType.f32:
             y = ctx.node("Cast", y, to=dtype.onnx)
         return y

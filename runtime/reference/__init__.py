@@ -3,12 +3,14 @@
 from netc.runtime.reference import (  # noqa: F401  (importing registers the references)
     conv,
     embed,
+    indexing,
     loops,
     math,
     norm,
     pool,
     recurrent,
     reduce,
+    select,
     shape,
 )
 from netc.runtime.reference.interpreter import bind_inputs, run_graph, run_region

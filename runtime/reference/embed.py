@@ -14,7 +14,9 @@ def embed(ids, weight):
 
 
 @ref("one_hot")
-def one_hot(ids, *, depth, dtype, axis):
+def one_hot(ids, depth_tensor=None, *, depth, dtype, axis):
+    if depth_tensor is not None:  # a depth known only at run time
+        depth = int(depth_tensor)
     wrapped = np.where(ids < 0, ids + depth, ids)
     hot = wrapped[..., None] == np.arange(depth)  # out-of-range ids match no column
     return np.moveaxis(hot, -1, axis).astype(dtype.numpy)
