@@ -48,6 +48,12 @@ PARAMETER_COUNTS = {
     "seed_cnn.net": 137_660,  # 25*9+25 + 50*25*9+50 + 1250*100+100 + 100*10+10
     "lenet5.net": 61_706,  # 156 + 2,416 + 48,120 + 10,164 + 850
     "seed_sigmoid.net": 18,  # three 2x2 layers with biases
+    # shared and free parameters, each counted once
+    "tied_embedding_lm.net": 3_096_336,  # E 10000x256 (also the output projection) + LSTM 526,336 + b 10,000
+    "siamese_towers.net": 41_344,  # one tower for both inputs
+    "memory_network.net": 16_000,  # 4 adjacent-tied tables of 200x20 for 3 hops
+    "word_analogy.net": 250_000,  # the table only
+    "bidaf_attention.net": 600,  # the free vector w of 3 x 200
 }
 
 _NETWORK = re.compile(r"^\s*network\s+[A-Za-z_]", re.M)
