@@ -99,6 +99,18 @@ class OpDef:
                 return False
         return any(varying)
 
+    def stochastic(self, op: Op) -> bool:
+        """Whether `op`'s results are random draws. onnxruntime's generator and the
+        reference's cannot agree value by value, so such results (and what is computed from
+        them) are checked by `check_draw` and by structure instead of compared."""
+        return False
+
+    def check_draw(self, op: Op, inputs: Sequence[Any], outputs: Sequence[Any]) -> list[str]:
+        """What is implausible about one draw of a stochastic op, given its input arrays:
+        values outside the support, moments too far from the distribution's. Empty when
+        nothing is. `netc verify` and the parity tests apply it to both implementations."""
+        return []
+
     def flops(self, op: Op) -> Dim:
         return 0
 

@@ -70,7 +70,7 @@ def _hoist_region(op: Op, opdef: RegionOp) -> tuple[list[Op], Op]:
 
     for inner in region.ops:
         values = [v for v in inner.inputs if v is not None]
-        if all(invariant(v) for v in values):
+        if all(invariant(v) for v in values) and not REGISTRY[inner.kind].stochastic(inner):  # fresh draws per step
             moved.append(inner)
             outside.update(id(v) for v in inner.outputs)
             continue
