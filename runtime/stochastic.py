@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from netc.compiler.ir import Graph, Op
+from netc.compiler import dims as D
+from netc.compiler.ir import Graph, Op, TensorType
 from netc.compiler.ops import REGISTRY
 from netc.runtime.run import short_dtype
 
@@ -35,9 +36,18 @@ def random_values(graph: Graph) -> set[int]:
     return tainted
 
 
-def structure_problem(got: np.ndarray, want: np.ndarray) -> str:
-    """Why two results of a random computation cannot both be right ('' when they can)."""
-    if got.shape != want.shape:
+def free_axes(graph: Graph, t: TensorType) -> set[int]:
+    """Axes of a value of type `t` whose size is decided by a computation, not by the inputs
+    (a generated sequence's length): random results may differ there."""
+    given = {s for v in graph.inputs for d in v.type.shape for s in D.symbols(d)}
+    return {axis for axis, d in enumerate(t.shape) if not D.symbols(d) <= given}
+
+
+def structure_problem(got: np.ndarray, want: np.ndarray, free: set[int] = frozenset()) -> str:
+    """Why two results of a random computation cannot both be right ('' when they can);
+    sizes along the `free` axes may differ."""
+    fixed = [axis for axis in range(want.ndim) if axis not in free]
+    if got.ndim != want.ndim or any(got.shape[a] != want.shape[a] for a in fixed):
         return f"onnxruntime gives shape {list(got.shape)}, the reference {list(want.shape)}"
     if got.dtype != want.dtype:
         return f"onnxruntime gives dtype {got.dtype}, the reference {want.dtype}"

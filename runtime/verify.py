@@ -22,7 +22,13 @@ from netc.runtime.inputs import check_inputs, graph_specs, random_inputs
 from netc.runtime.reference import run_graph
 from netc.runtime.run import run_session, short_dtype
 from netc.runtime.session import make_session
-from netc.runtime.stochastic import draw_problems, draws, random_values, structure_problem
+from netc.runtime.stochastic import (
+    draw_problems,
+    draws,
+    free_axes,
+    random_values,
+    structure_problem,
+)
 
 TOLERANCES: dict[DType, tuple[float, float]] = {  # (rtol, atol)
     DType.f16: (1e-2, 1e-2),
@@ -92,10 +98,10 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, rtol: float | None = N
     return Comparison(name, kind, float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), rt, at, ok, note)
 
 
-def compare_random(name: str, got: np.ndarray, want: np.ndarray) -> Comparison:
-    """A result computed from random draws: the two sides may differ in value; shape, dtype
-    and NaNs must agree."""
-    problem = structure_problem(got, want)
+def compare_random(name: str, got: np.ndarray, want: np.ndarray, free: set[int] = frozenset()) -> Comparison:
+    """A result computed from random draws: the two sides may differ in value (and in size
+    along the `free` axes); shape, dtype and NaNs must agree."""
+    problem = structure_problem(got, want, free)
     kind = f"{short_dtype(want.dtype)}{list(want.shape)}"
     return Comparison(name, kind, 0.0, 0.0, 0.0, 0.0, not problem, problem or "random: compared by structure")
 
@@ -164,7 +170,7 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
         want = run_graph(graph, params, inputs)
         for name, expected in want.items():
             if id(graph.outputs[name]) in random:
-                c = compare_random(name, got[name], expected)
+                c = compare_random(name, got[name], expected, free_axes(graph, graph.outputs[name].type))
             else:
                 c = compare(name, got[name], expected, rtol, atol)
             prev = worst.get(name)
@@ -218,7 +224,8 @@ def compare_ops(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[
             comparisons = [Comparison(first.name, kind, 0.0, 0.0, 0.0, 0.0, not problems,
                                       problems[0] if problems else "random: draws checked on both sides")]
         elif any(id(v) in random for v in op.outputs):
-            comparisons = [compare_random(v.name, got[names[id(v)]], record[id(v)]) for v in shown]
+            comparisons = [compare_random(v.name, got[names[id(v)]], record[id(v)], free_axes(graph, v.type))
+                           for v in shown]
         else:
             comparisons = [compare(v.name, got[names[id(v)]], record[id(v)], rtol, atol) for v in shown]
         rows += [(op, c) for c in comparisons]
