@@ -17,7 +17,6 @@ import numpy as np
 from netc.compiler import dims as D
 from netc.compiler.ir import Graph, Op, TensorType
 from netc.compiler.ops import REGISTRY
-from netc.runtime.run import short_dtype
 
 
 def draws(op: Op) -> bool:
@@ -54,10 +53,6 @@ def structure_problem(got: np.ndarray, want: np.ndarray, free: set[int] = frozen
     if np.issubdtype(want.dtype, np.floating) and np.isnan(got).any() != np.isnan(want).any():
         return "NaN on one side only"
     return ""
-
-
-def describe(array: np.ndarray) -> str:
-    return f"{short_dtype(array.dtype)}{list(array.shape)}"
 
 
 def draw_problems(op: Op, sides: Sequence[tuple[str, Sequence[np.ndarray | None], Sequence[np.ndarray]]]) -> list[str]:
