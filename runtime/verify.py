@@ -272,7 +272,7 @@ def format_report(report: VerifyReport) -> str:
 def _table(first: str, rows: list[tuple[str, Comparison]]) -> list[str]:
     header = [first, "type", "max abs err", "max rel err", "rtol/atol", "ok"]
     body = [[name, c.type, f"{c.max_abs:.3g}", f"{c.max_rel:.3g}", f"{_tol(c.rtol)}/{_tol(c.atol)}",
-             "ok" if c.ok else "MISMATCH" + (f" ({c.note})" if c.note else "")] for name, c in rows]
+             ("ok" if c.ok else "MISMATCH") + (f" ({c.note})" if c.note else "")] for name, c in rows]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header) - 1)]
     return ["  ".join([*(cell.ljust(w) for cell, w in zip(r[:-1], widths)), r[-1]]).rstrip() for r in [header, *body]]
 

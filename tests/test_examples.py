@@ -19,6 +19,8 @@ import onnxruntime as ort
 import pytest
 
 import netc
+from netc.runtime.stochastic import random_values
+from netc.runtime.verify import format_report, verify
 from tests.conftest import EXAMPLES, ROOT, assert_close, check_onnx, random_inputs, run_both
 
 # Per-file overrides, keyed by the path under examples/:
@@ -54,6 +56,7 @@ PARAMETER_COUNTS = {
     "memory_network.net": 16_000,  # 4 adjacent-tied tables of 200x20 for 3 hops
     "word_analogy.net": 250_000,  # the table only
     "bidaf_attention.net": 600,  # the free vector w of 3 x 200
+    "vae_decoder.net": 652_824,  # network VAE: encoder 330,040 + decoder 322,784 (used twice)
 }
 
 _NETWORK = re.compile(r"^\s*network\s+[A-Za-z_]", re.M)
@@ -87,6 +90,11 @@ def test_example(path: Path):
     for graph in graphs:
         compiled = netc.compile_file(path, network=graph.name, settings=settings, seed=0)
         check_onnx(compiled.model)
+        if random_values(compiled.graph):  # draws: checked statistically, results by structure
+            report = verify(compiled.graph, compiled.params, compiled.model, seeds=(0,), sizes=opts.get("sizes"),
+                            check_model=False)
+            assert report.ok and report.draws, format_report(report)
+            continue
         inputs = random_inputs(compiled.graph, seed=0, int_high=opts.get("int_high", 5), sizes=opts.get("sizes"))
         got, want = run_both(compiled, inputs)
         assert set(got) == set(compiled.graph.outputs), graph.name
@@ -103,7 +111,7 @@ def test_example(path: Path):
 
 @pytest.mark.parametrize(("name", "count"), sorted(PARAMETER_COUNTS.items()))
 def test_parameter_count(name: str, count: int):
-    (graph,) = netc.check_file(EXAMPLES / name)
+    graph = netc.check_file(EXAMPLES / name)[0]  # the file's first network
     assert sum(p.size for p in graph.params if p.trainable) == count
 
 
