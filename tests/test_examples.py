@@ -56,7 +56,9 @@ PARAMETER_COUNTS = {
     "memory_network.net": 16_000,  # 4 adjacent-tied tables of 200x20 for 3 hops
     "word_analogy.net": 250_000,  # the table only
     "bidaf_attention.net": 600,  # the free vector w of 3 x 200
-    "vae_decoder.net": 652_824,  # network VAE: encoder 330,040 + decoder 322,784 (used twice)
+    "vae_decoder.net": 652_824,
+    "stochastic_binary_units.net": 178_110,
+    "gumbel_sampling.net": 170,  # network VAE: encoder 330,040 + decoder 322,784 (used twice)
 }
 
 _NETWORK = re.compile(r"^\s*network\s+[A-Za-z_]", re.M)

@@ -18,7 +18,7 @@ from netc.compiler.ops import REGISTRY
 from netc.runtime.reference import run_graph
 from netc.runtime.session import make_session
 from netc.runtime.verify import verify
-from tests.conftest import check_onnx
+from tests.conftest import EXAMPLES, check_onnx
 
 ALPHA_Z = 3.719  # one-sided standard normal quantile for significance 1e-4
 
@@ -284,3 +284,22 @@ def test_verify_reports_random_outputs_by_structure(expr):
     compiled = netc.compile_source(f"network V {{\n  input x: f32[N, 16]\n  output y = {expr}\n}}\n")
     report = verify(compiled.graph, compiled.params, compiled.model)
     assert report.ok and len(report.draws) == 1
+
+
+def test_gumbel_max_and_multinomial_agree_with_softmax():
+    """examples/gumbel_sampling.net draws the same distribution two independent ways."""
+    compiled = netc.compile_file(EXAMPLES / "gumbel_sampling.net", seed=0)
+    n = 20_000
+    x = np.tile(np.random.default_rng(0).standard_normal((1, 16)).astype(np.float32), (n, 1))
+    session = make_session(compiled.model).session
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": x})))
+    want = run_graph(compiled.graph, compiled.params, {"x": x})
+    logits = x[0] @ compiled.params["dense0.weight"] + compiled.params["dense0.bias"]
+    p = softmax(logits.astype(np.float64) / 0.8)
+    rare = p * n < 5  # classes expected fewer than 5 times share one bin, as chi-square needs
+    probs = np.append(p[~rare], p[rare].sum()) if rare.any() else p
+    for side, out in (("onnxruntime", got), ("reference", want)):
+        for name in ("ids", "gumbel_ids"):
+            counts = np.bincount(out[name], minlength=10)
+            binned = np.append(counts[~rare], counts[rare].sum()) if rare.any() else counts
+            assert chi2(binned, probs) < chi2_critical(len(probs) - 1), (side, name, counts)
