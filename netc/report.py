@@ -54,9 +54,18 @@ def op_flops(op: Op) -> int:
 
 
 def layer_rows(graph: Graph) -> list[LayerRow]:
-    return [LayerRow(op.label or op.kind, op.kind, ", ".join(str(v.type) for v in op.outputs),
-                     sum(p.size for p in op_params(op)), op_flops(op))
-            for op in graph.ops if op.kind not in FOLDED_KINDS]
+    """One row per op; a parameter is counted at the first op that reads it, so a shared or
+    tied tensor counts once and the column adds up to the total."""
+    counted: set[str] = set()
+    rows = []
+    for op in graph.ops:
+        if op.kind in FOLDED_KINDS:
+            continue
+        new = [p for p in op_params(op) if p.name not in counted]
+        counted.update(p.name for p in new)
+        rows.append(LayerRow(op.label or op.kind, op.kind, ", ".join(str(v.type) for v in op.outputs),
+                             sum(p.size for p in new), op_flops(op)))
+    return rows
 
 
 def symbolic_dims(graph: Graph) -> list[str]:
