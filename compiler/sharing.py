@@ -103,6 +103,9 @@ def call_shared(elab, layer: SharedLayer, args: list[tuple[Any, Span]], kwargs: 
         if key in layer.kwargs or key == "name":
             raise NetcTypeError(f"{layer.description}: '{key}' was given when it was made ({layer.span}); "
                                 "its calls pass only the inputs", kspan)
+    if isinstance(layer.func, Builtin) and not args:
+        raise NetcTypeError(f"{layer.description} is called without its input", span,
+                            ["call it on its input: `enc = shared(dense, 128)`, then `h = x -> enc` or `enc(x)`"])
     merged_args = list(args) + layer.args
     merged_kwargs = {**layer.kwargs, **kwargs}
     first = layer.calls == 0

@@ -245,9 +245,9 @@ class Generate(RegionOp):
         top_k largest logits (ONNX Multinomial, seeded; a new draw at every step)."""
         if not op.attrs.get("sample"):
             return sub.node("ArgMax", [logits], axis=-1, keepdims=0)[0]
-        x = logits if t.dtype is DType.f32 else sub.node("Cast", [logits], to=DType.f32.onnx)[0]
-        if op.attrs["temperature"] != 1.0:
-            x = sub.node("Div", [x, ctx.const(np.asarray(op.attrs["temperature"], np.float32), "temperature")])[0]
+        from netc.compiler.ops.random import scaled_logits
+
+        x = scaled_logits(ctx, sub, logits, t.dtype, op.attrs["temperature"])
         top_k = op.attrs["top_k"]
         if top_k is not None:
             x, candidates = sub.node("TopK", [x, ctx.ints([top_k])], n_out=2, axis=-1)

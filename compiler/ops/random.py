@@ -73,6 +73,12 @@ class RandomOp(OpDef):
                 raise b.error(f"{fname}: dimensions must be positive; got {d}")
         dtype = dtype or (like.type.dtype if like is not None and like.type.dtype.is_float else DType.f32)
         _float_dtype(b, fname, dtype)
+        # ONNX keeps these as float32 attributes, and draws are of `dtype`: both must hold them
+        largest = float(np.finfo(np.float16 if dtype is DType.f16 else np.float32).max)
+        for key, value in attrs.items():
+            if abs(value) > largest:
+                raise b.error(f"{fname}: {key}={value:g} is beyond the range of "
+                              f"{'f16' if dtype is DType.f16 else 'a float32 attribute'} (largest {largest:g})")
         return b.emit(self.name, [like] if like is not None else [],
                       {"shape": tuple(shape), "dtype": dtype, "seed": stream(b.label), **attrs})[0]
 
@@ -284,10 +290,7 @@ class Sample(OpDef):
     def lower(self, ctx, op, inputs):
         (x,) = inputs
         t = op.inputs[0].type
-        if t.dtype is not DType.f32:  # onnxruntime's Multinomial reads float32 only
-            x = ctx.node("Cast", [x], to=DType.f32.onnx)[0]
-        if op.attrs["temperature"] != 1.0:
-            x = ctx.node("Div", [x, ctx.const(np.asarray(op.attrs["temperature"], dtype=np.float32), "temperature")])[0]
+        x = scaled_logits(ctx, ctx, x, t.dtype, op.attrs["temperature"])
         if t.rank != 2:
             x = ctx.node("Reshape", [x, ctx.ints([-1, t.shape[-1]])])[0]
         ids = ctx.node("Multinomial", [x], sample_size=1, dtype=DType.i64.onnx,
@@ -296,6 +299,18 @@ class Sample(OpDef):
 
     def check_draw(self, op, inputs, outputs):
         return check_categorical(inputs[0], outputs[0], op.attrs["temperature"])
+
+
+def scaled_logits(ctx, at, x: str, dtype: DType, temperature: float) -> str:
+    """(logits - max) / temperature in float32, the form onnxruntime's Multinomial reads:
+    the largest logit becomes 0, so any positive temperature gives finite or -inf logits,
+    never inf - inf. `at` makes the nodes (a loop body's context), `ctx` the constants."""
+    if dtype is not DType.f32:  # onnxruntime's Multinomial reads float32 only
+        x = at.node("Cast", [x], to=DType.f32.onnx)[0]
+    x = at.node("Sub", [x, at.node("ReduceMax", [x, ctx.ints([-1])], keepdims=1)[0]])[0]
+    if temperature != 1.0:
+        x = at.node("Div", [x, ctx.const(np.asarray(temperature, dtype=np.float32), "temperature")])[0]
+    return x
 
 
 def categorical(logits: np.ndarray, temperature: float) -> np.ndarray:
