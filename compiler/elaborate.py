@@ -427,7 +427,7 @@ class Elaborator:
 
     def _call_builtin(self, func: Builtin, args, kwargs, span: Span, label: str | None = None) -> Any:
         name = None
-        if "name" in kwargs and func.opdef.has_params:
+        if "name" in kwargs and (func.opdef.has_params or func.opdef.seeded):
             name = _layer_name(kwargs.pop("name"), "layer")
         bound = bind_arguments(func.name, func.opdef.signature, args, kwargs, span)
         if label is not None:  # a shared layer keeps the label it was made with

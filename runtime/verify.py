@@ -187,20 +187,28 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
     probe = failing or (first if per_op or random else None)  # random ops' draws are always checked
     if probe is not None:
         seed, inputs = probe
-        rows, divergence = compare_ops(graph, params, inputs, seed, rtol, atol, opset, provider)
+        rows, divergence = compare_ops(graph, params, inputs, seed, rtol, atol, opset, provider,
+                                       _compile_seed(model))
         report.draws = [(op, c) for op, c in rows if draws(op)]
         if per_op or failing:
             report.per_op, report.divergence = rows, divergence
     return report
 
 
+def _compile_seed(model: onnx.ModelProto) -> int:
+    """The seed the model was compiled with (its metadata), so that the exposed model draws
+    as it does; 0 when not recorded."""
+    text = next((p.value for p in model.metadata_props if p.key == "netc.seed"), "0")
+    return int(text) if text.lstrip("-").isdigit() else 0
+
+
 def compare_ops(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray], seed: int,
                 rtol: float | None = None, atol: float | None = None, opset: int = DEFAULT_OPSET,
-                provider: str = "cpu") -> tuple[list[tuple[Op, Comparison]], Divergence | None]:
+                provider: str = "cpu", compile_seed: int = 0) -> tuple[list[tuple[Op, Comparison]], Divergence | None]:
     """Every top-level op's results on onnxruntime and in the reference; and the first op
     that diverges. Ops without a tensor of their own in the ONNX graph (constants folded
     into initializers, identities) are skipped."""
-    model, names = exposed_model(graph, params, opset)
+    model, names = exposed_model(graph, params, opset, compile_seed)
     session = make_session(model, provider)
     out_names = [o.name for o in session.session.get_outputs()]
     got = dict(zip(out_names, session.session.run(out_names, dict(inputs))))
@@ -236,12 +244,12 @@ def compare_ops(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[
     return rows, divergence
 
 
-def exposed_model(graph: Graph, params: Mapping[str, np.ndarray],
-                  opset: int = DEFAULT_OPSET) -> tuple[onnx.ModelProto, dict[int, str]]:
+def exposed_model(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET,
+                  compile_seed: int = 0) -> tuple[onnx.ModelProto, dict[int, str]]:
     """The model with every intermediate as an output, and the ONNX output name of each IR
-    value that has one (by `id(value)`)."""
+    value that has one (by `id(value)`); random ops seeded as in a compile with `compile_seed`."""
     value_names: dict[int, str] = {}
-    model = lower_graph(graph, params, opset, expose_all=True, value_names=value_names)
+    model = lower_graph(graph, params, opset, expose_all=True, value_names=value_names, seed=compile_seed)
     exposed = {info.name for info in model.graph.output}
     names: dict[int, str] = {}
     for name, value in graph.outputs.items():  # an output reads under the name the user gave it

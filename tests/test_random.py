@@ -303,3 +303,17 @@ def test_gumbel_max_and_multinomial_agree_with_softmax():
             counts = np.bincount(out[name], minlength=10)
             binned = np.append(counts[~rare], counts[rare].sum()) if rare.any() else counts
             assert chi2(binned, probs) < chi2_critical(len(probs) - 1), (side, name, counts)
+
+
+def test_a_named_draw_keeps_its_stream_when_others_are_added():
+    one = "network M {\n  input x: f32[N, 4]\n  output y = random_normal(like=x, name=\"eps\")\n}\n"
+    two = ("network M {\n  input x: f32[N, 4]\n  a = random_normal(like=x)\n"
+           "  output y = random_normal(like=x, name=\"eps\") + 0 * a\n}\n")
+    x = np.zeros((100, 4), np.float32)
+    ys = []
+    for text in (one, two):
+        compiled = netc.compile_source(text, seed=2)
+        ys.append(run_graph(compiled.graph, compiled.params, {"x": x})["y"])
+        ys.append(make_session(compiled.model).session.run(["y"], {"x": x})[0])
+    np.testing.assert_array_equal(ys[0], ys[2])  # the reference
+    np.testing.assert_array_equal(ys[1], ys[3])  # onnxruntime

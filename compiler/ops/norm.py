@@ -128,6 +128,7 @@ class LayerNorm(OpDef):
 @register
 class Dropout(OpDef):
     name = "dropout"
+    seeded = True
     doc = ("training-time regularisation; at inference the identity (inverted dropout) or, in the classic "
            "formulation, x * (1 - p); with training=true, noise at inference too: each unit is zeroed with "
            "probability p, the others scaled by 1 / (1 - p) (inverted) or kept (classic)")

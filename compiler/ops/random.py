@@ -58,6 +58,7 @@ class RandomOp(OpDef):
     """Noise of a given shape, or of the shape of `like`."""
 
     dist: str  # ONNX op name without "Like"
+    seeded = True
 
     def stochastic(self, op):
         return True
@@ -196,6 +197,7 @@ class RandomUniform(RandomOp):
 @register
 class Bernoulli(OpDef):
     name = "bernoulli"
+    seeded = True
     doc = ("bernoulli(p, like=none, dtype): 1 with probability p, else 0, independently per element; p is a "
            "tensor of probabilities, or a number with like= giving the shape (a uniform draw below p)")
     signature = (Arg("p", "any"), Arg("like", "tensor", None), Arg("dtype", "dtype", None))
@@ -259,6 +261,7 @@ class Bernoulli(OpDef):
 @register
 class Sample(OpDef):
     name = "sample"
+    seeded = True
     doc = ("sample(logits, temperature=1): one id per row drawn from softmax(logits / temperature) over the last "
            "axis; logits [..., V] -> i64[...] (ONNX Multinomial)")
     signature = (Arg("logits", "tensor"), Arg("temperature", "float", 1.0))

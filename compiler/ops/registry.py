@@ -63,6 +63,7 @@ class OpDef:
     doc: ClassVar[str] = ""
     activation: ClassVar[bool] = False  # usable as `act=` of dense/conv
     has_params: ClassVar[bool] = False
+    seeded: ClassVar[bool] = False  # draws from a random stream named after the layer (so takes name=)
     internal: ClassVar[bool] = False  # made by the elaborator, not callable from .net files
     float_dtypes: ClassVar[tuple[DType, ...]] = (DType.f32, DType.f64)
     cases: ClassVar[tuple[Case, ...]] = ()
