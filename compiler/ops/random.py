@@ -269,6 +269,7 @@ class Sample(OpDef):
         Case("sample(x)", {"x": "{f}[64, 5]"}),
         Case("sample(x * 3, temperature=0.5)", {"x": "{f}[T, N, 7]"}, note="rank 3, sharpened"),
         Case("x -> dense(6) -> sample", {"x": "{f}[N, 4]"}),
+        Case("sample(x)", {"x": "{f}[T, N, V]"}, note="symbolic classes"),
     )
 
     def stochastic(self, op):
@@ -280,7 +281,6 @@ class Sample(OpDef):
                           "temperature -> 0 approaches argmax(logits, axis=-1)")
         if logits.type.rank < 1 or not logits.type.dtype.is_float:
             raise b.type_error(f"sample needs floating-point logits [..., V]; got {logits.type}")
-        b.static(logits.type.shape[-1], "sample: the number of classes (last axis)")
         return b.emit(self.name, [logits], {"temperature": temperature, "seed": stream(b.label)})[0]
 
     def infer(self, attrs, inputs, b):
@@ -294,8 +294,11 @@ class Sample(OpDef):
         (x,) = inputs
         t = op.inputs[0].type
         x = scaled_logits(ctx, ctx, x, t.dtype, op.attrs["temperature"])
-        if t.rank != 2:
-            x = ctx.node("Reshape", [x, ctx.ints([-1, t.shape[-1]])])[0]
+        if t.rank != 2:  # rows of V classes
+            classes = t.shape[-1]
+            rows = ctx.ints([-1, classes]) if isinstance(classes, int) else \
+                ctx.node("Concat", [ctx.ints([-1]), ctx.dim_tensor(classes)], axis=0)[0]
+            x = ctx.node("Reshape", [x, rows])[0]
         ids = ctx.node("Multinomial", [x], sample_size=1, dtype=DType.i64.onnx,
                        seed=ctx.random_seed(op.attrs["seed"]))[0]
         return ctx.node("Reshape", [ids, ctx.shape_tensor(t.shape[:-1])])
