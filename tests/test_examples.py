@@ -53,6 +53,7 @@ PARAMETER_COUNTS = {
     # shared and free parameters, each counted once
     "tied_embedding_lm.net": 3_096_336,  # E 10000x256 (also the output projection) + LSTM 526,336 + b 10,000
     "siamese_towers.net": 41_344,  # one tower for both inputs
+    "siamese_towers.net:MaLSTM": 23_200,  # one LSTM for both sentences
     "memory_network.net": 16_000,  # 4 adjacent-tied tables of 200x20 for 3 hops
     "word_analogy.net": 250_000,  # the table only
     "bidaf_attention.net": 600,  # the free vector w of 3 x 200
@@ -113,7 +114,9 @@ def test_example(path: Path):
 
 @pytest.mark.parametrize(("name", "count"), sorted(PARAMETER_COUNTS.items()))
 def test_parameter_count(name: str, count: int):
-    graph = netc.check_file(EXAMPLES / name)[0]  # the file's first network
+    file, _, network = name.partition(":")  # "file.net:Network", or the file's first network
+    graphs = netc.check_file(EXAMPLES / file)
+    graph = next(g for g in graphs if g.name == network) if network else graphs[0]
     assert sum(p.size for p in graph.params if p.trainable) == count
 
 
