@@ -17,13 +17,7 @@ import numpy as np
 from netc.compiler import dims as D
 from netc.compiler.ir import Graph, Op, TensorType
 from netc.compiler.ops import REGISTRY
-
-
-def draws(op: Op) -> bool:
-    """Whether `op` draws random numbers itself or in its regions."""
-    if REGISTRY[op.kind].stochastic(op):
-        return True
-    return any(REGISTRY[inner.kind].stochastic(inner) for region in op.regions for inner in region.walk())
+from netc.compiler.ops.registry import draws
 
 
 def random_values(graph: Graph) -> set[int]:

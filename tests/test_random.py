@@ -317,3 +317,27 @@ def test_a_named_draw_keeps_its_stream_when_others_are_added():
         ys.append(make_session(compiled.model).session.run(["y"], {"x": x})[0])
     np.testing.assert_array_equal(ys[0], ys[2])  # the reference
     np.testing.assert_array_equal(ys[1], ys[3])  # onnxruntime
+
+
+def test_a_loop_that_draws_is_not_hoisted_out_of_an_outer_step():
+    text = """
+block inner(d, t) {
+  return d + t + random_normal(dim(d, 0), 3)
+}
+block outer(s, x, ys) {
+  n = recur(inner, ys, init=zeros(dim(s, 0), 3))
+  return s + x + n[0]
+}
+network M {
+  input x: f32[T, N, 3]
+  input y: f32[U, N, 3]
+  input s0: f32[N, 3]
+  output out = recur(outer, x, init=s0, ys=y)
+}
+"""
+    compiled = netc.compile_source(text)
+    (outer,) = [op for op in compiled.graph.ops if op.kind == "recur"]
+    assert "recur" in [op.kind for op in outer.regions[0].ops]  # its input ys is invariant, its draws are not
+    x = np.zeros((2, 400, 3), np.float32)
+    got = make_session(compiled.model).session.run(None, {"x": x, "y": x[:1], "s0": x[0]})[0]
+    assert not np.allclose(got[1] - got[0], got[0])  # step 2 added new noise, not step 1's again

@@ -138,3 +138,10 @@ class Registry:
 
 REGISTRY = Registry()
 register = REGISTRY.register
+
+
+def draws(op: Op) -> bool:
+    """Whether `op` draws random numbers, itself or anywhere in its regions."""
+    if REGISTRY[op.kind].stochastic(op):
+        return True
+    return any(REGISTRY[inner.kind].stochastic(inner) for region in op.regions for inner in region.walk())
