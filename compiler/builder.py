@@ -48,11 +48,13 @@ class Builder:
         self._value_names: dict[str, int] = {}
         self._param_bytes = 0 if parent is None else parent._param_bytes
         self._op_count = 0
+        self._tying: list[Tying] = []  # calls of shared layers in progress (kept at the root)
 
     # ------------------------------------------------------------------ naming and scopes
-    def push_scope(self, kind: str, name: str | None = None) -> str:
-        """Enter a block instance; returns its label (e.g. `bottleneck3`)."""
-        label = self._scoped(name) if name else self._scopes[-1].next_label(kind)
+    def push_scope(self, kind: str, name: str | None = None, label: str | None = None) -> str:
+        """Enter a block instance; returns its label (e.g. `bottleneck3`). `label`, when
+        given, is used as it is (a shared block instance keeps the label it was made with)."""
+        label = label or (self._scoped(name) if name else self._scopes[-1].next_label(kind))
         self._scopes.append(_Scope(label + "."))
         return label
 
@@ -65,6 +67,15 @@ class Builder:
     def begin_layer(self, kind: str, span: Span | None, name: str | None = None) -> None:
         self.span = span
         self.label = self._scoped(name) if name else self._scopes[-1].next_label(kind)
+
+    def next_label(self, kind: str, name: str | None = None) -> str:
+        """The label a new layer or block instance of `kind` gets here (taking its number)."""
+        return self._scoped(name) if name else self._scopes[-1].next_label(kind)
+
+    def begin_shared(self, label: str, span: Span | None) -> None:
+        """Build a call of a shared layer: its label is the one it was made with."""
+        self.span = span
+        self.label = label
 
     def fresh_name(self, hint: str) -> str:
         n = self._value_names.get(hint, 0)
@@ -93,13 +104,37 @@ class Builder:
     # ------------------------------------------------------------------ parameters
     def param(self, local: str, shape: Sequence[int], dtype: DType, init: Init,
               fan_in: int = 1, fan_out: int = 1, trainable: bool = True) -> Value:
-        name = f"{self.label}.{local}"
-        if name in self.root.graph.param_values:
-            raise NetcNameError(f"parameter name '{name}' is used twice", self.span,
-                                ["give one of the layers another `name=`"])
-        shape = tuple(int(s) for s in shape)
-        nbytes = math.prod(shape) * dtype.itemsize  # Python ints: sizes far beyond float range stay exact
+        """The parameter `<layer label>.<local>`: a new one, or, in a call of a shared layer
+        after its first, the one that call made (checked to have the same shape and dtype)."""
+        return self.named_param(f"{self.label}.{local}", shape, dtype, init, fan_in, fan_out, trainable)
+
+    def free_param(self, name: str, shape: Sequence[int], dtype: DType, init: Init, fan_in: int,
+                   fan_out: int) -> Value:
+        """A `param` declaration: named `<block instance>.<name>` (just `name` in a network)."""
+        return self.named_param(self._scoped(name), shape, dtype, init, fan_in, fan_out, True,
+                                ["a `param` declared in a loop body is declared again by every iteration: "
+                                 "declare it in a block that the loop calls"])
+
+    def named_param(self, name: str, shape: Sequence[int], dtype: DType, init: Init, fan_in: int = 1,
+                    fan_out: int = 1, trainable: bool = True, hints: Sequence[str] = ()) -> Value:
         root = self.root
+        shape = tuple(int(s) for s in shape)
+        existing = root.graph.param_values.get(name)
+        if existing is not None:
+            tying = next((t for t in reversed(root._tying) if t.owns(name)), None)
+            if tying is None or name in tying.seen:
+                raise NetcNameError(f"parameter name '{name}' is used twice", self.span,
+                                    list(hints) or ["give one of the layers another `name=`"])
+            tying.seen.add(name)
+            return tying.reuse(existing, TensorType(dtype, shape), self.span)
+        for tying in root._tying:
+            if tying.owns(name):
+                if not tying.first_call:
+                    raise NetcNameError(f"shared layer '{tying.label}': this call makes parameter '{name}', "
+                                        f"which its first call did not make (first call at {tying.first})",
+                                        self.span, ["every call of a shared layer must use the same parameters"])
+                tying.seen.add(name)
+        nbytes = math.prod(shape) * dtype.itemsize  # Python ints: sizes far beyond float range stay exact
         if root._param_bytes + nbytes > self.limits.max_param_bytes:
             dims = "[" + ", ".join(count_text(d) for d in shape) + "]"
             raise NetcLimitError(
@@ -113,6 +148,15 @@ class Builder:
         root.graph.params.append(param)
         root.graph.param_values[name] = value
         return value
+
+    def tying(self, label: str, first: Span | None, first_call: bool) -> Tying:
+        """Enter a call of the shared layer `label` (leave with `untie`)."""
+        tying = Tying(label, first, first_call)
+        self.root._tying.append(tying)
+        return tying
+
+    def untie(self) -> None:
+        self.root._tying.pop()
 
     @property
     def root(self) -> Builder:
@@ -192,6 +236,30 @@ class Builder:
 
 
 _INT64_MAX = 2**63 - 1
+
+
+@dataclass
+class Tying:
+    """One call of a shared layer: parameters under `label` that already exist are its own,
+    made by its first call, and are reused, each once per call."""
+
+    label: str
+    first: Span | None  # where the first call was made
+    first_call: bool
+    seen: set[str] = field(default_factory=set)
+
+    def owns(self, name: str) -> bool:
+        return name.startswith(self.label + ".")
+
+    def reuse(self, value: Value, want: TensorType, span: Span | None) -> Value:
+        if value.type != want:
+            where = f" (first call at {self.first})" if self.first else ""
+            cls = NetcTypeError if value.type.shape == want.shape else NetcShapeError
+            raise cls(f"shared layer '{self.label}': this call needs parameter '{value.name}' as {want}, but "
+                      f"its first call made it {value.type}{where}", span,
+                      ["a shared layer's calls must fit the same parameters: give them inputs of the same "
+                       "width and dtype, or make separate layers"])
+        return value
 
 
 def _gib(nbytes: int) -> str:

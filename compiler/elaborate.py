@@ -24,6 +24,7 @@ from netc.compiler.operands import is_literal
 from netc.compiler.ops import REGISTRY
 from netc.compiler.ops.registry import REQUIRED, Arg
 from netc.compiler.program import ModuleInfo, Program
+from netc.compiler.sharing import SharedLayer, call_shared, declare_param, read_attribute
 from netc.compiler.values import BlockFn, Builtin, Intrinsic, Word, convert, count_text, describe
 from netc.dsl import ast
 from netc.dsl.errors import (
@@ -163,6 +164,8 @@ class Elaborator:
                 raise NetcTypeError("'return' belongs in a block; a network declares `output`s", stmt.span)
             values = [self.eval(v, scope) for v in stmt.values]
             raise _Return(values[0] if len(values) == 1 else tuple(values))
+        elif isinstance(stmt, ast.ParamDecl):
+            declare_param(self, stmt, scope)
         elif isinstance(stmt, ast.Input):
             if net is None:
                 raise NetcTypeError("'input' belongs in a network; a block takes its inputs as parameters",
@@ -398,6 +401,9 @@ class Elaborator:
                 raise NetcTypeError(f"index {index} is out of range for {describe(value)}", e.span) from None
         raise NetcTypeError(f"cannot index {describe(value)}", e.span)
 
+    def _eval_Attribute(self, e: ast.Attribute, scope: Scope) -> Any:
+        return read_attribute(self, e, scope)
+
     # ------------------------------------------------------------------ calls
     def _eval_Call(self, e: ast.Call, scope: Scope) -> Any:
         func = self.eval(e.func, scope)
@@ -423,26 +429,35 @@ class Elaborator:
         if isinstance(func, Builtin):
             return self._call_builtin(func, args, kwargs, span)
         if isinstance(func, Intrinsic):
+            if getattr(func.fn, "raw_arguments", False):  # every argument with its span (`shared`)
+                return func.fn(self, span, args, kwargs)
             bound = bind_arguments(func.name, func.signature, args, kwargs, span)
             if getattr(func.fn, "wants_spans", False):  # for errors that point at one argument
                 bound["spans"] = argument_spans(func.signature, args, kwargs, span)
             return func.fn(self, span, **bound)
         if isinstance(func, BlockFn):
             return self._call_block(func, args, kwargs, span)
+        if isinstance(func, SharedLayer):
+            return call_shared(self, func, args, kwargs, span)
         raise NetcTypeError(f"{describe(func)} is not callable", span,
                             ["a pipeline step must be a layer or a block"] if args else [])
 
-    def _call_builtin(self, func: Builtin, args, kwargs, span: Span) -> Any:
+    def _call_builtin(self, func: Builtin, args, kwargs, span: Span, label: str | None = None) -> Any:
         name = None
-        if "name" in kwargs and func.opdef.has_params:
+        if "name" in kwargs and (func.opdef.has_params or func.opdef.seeded):
             name = _layer_name(kwargs.pop("name"), "layer")
         bound = bind_arguments(func.name, func.opdef.signature, args, kwargs, span)
-        self.b.begin_layer(func.name, span, name)
+        if label is not None:  # a shared layer keeps the label it was made with
+            self.b.begin_shared(label, span)
+        else:
+            self.b.begin_layer(func.name, span, name)
         return func.opdef.build(self.b, **bound)
 
-    def _call_block(self, func: BlockFn, args, kwargs, span: Span, inline: bool = False) -> Any:
+    def _call_block(self, func: BlockFn, args, kwargs, span: Span, inline: bool = False,
+                    label: str | None = None) -> Any:
         """Instantiate a block. `inline` names its layers in the current scope instead of a
-        new one (a recurrence's step block: its layers are the recurrence's)."""
+        new one (a recurrence's step block: its layers are the recurrence's); `label` names
+        the instance as it is (a shared block)."""
         defn = func.defn
         name = None
         if "name" in kwargs and "name" not in {p.name for p in defn.params}:
@@ -469,7 +484,7 @@ class Elaborator:
         self._block_stack.append((defn.name, span))
         builder = self.b
         if not inline:
-            builder.push_scope(defn.name, name)
+            builder.push_scope(defn.name, name, label)
         try:
             self.exec_body(defn.body, scope, None)
         except _Return as ret:

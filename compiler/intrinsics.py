@@ -164,3 +164,7 @@ INTRINSICS["he"] = Init("he_normal")
 from netc.compiler.recurrence import RECURRENCE  # noqa: E402  (recur, generate, recurse)
 
 INTRINSICS.update(RECURRENCE)
+
+from netc.compiler.sharing import SHARING  # noqa: E402  (shared)
+
+INTRINSICS.update(SHARING)

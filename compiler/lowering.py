@@ -3,6 +3,7 @@ owns naming, initializers, symbolic-dim materialisation and the model wrapper.""
 
 from __future__ import annotations
 
+import hashlib
 from collections import ChainMap
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
@@ -31,9 +32,10 @@ class LowerContext:
     """What an op's `lower` sees: node and initializer factories, unique names, and the
     runtime value of symbolic dims."""
 
-    def __init__(self, graph: Graph, opset: int, parent: LowerContext | None = None):
+    def __init__(self, graph: Graph, opset: int, parent: LowerContext | None = None, seed: int = 0):
         self.graph = graph
         self.opset = opset
+        self.seed = seed if parent is None else parent.seed  # the compile seed: random ops' seeds derive from it
         self.nodes: list[onnx.NodeProto] = []
         self._op: Op | None = None
         self._region_outputs: set[str] = set()
@@ -104,6 +106,12 @@ class LowerContext:
         if key is not None:
             self._consts[key] = name
         return name
+
+    def random_seed(self, stream: int) -> float:
+        """The `seed` attribute of a random op: derived from the compile seed and the op's
+        stream (a hash of its layer name), below 2**24 so that the float attribute is exact."""
+        digest = hashlib.blake2b(f"{self.seed}:{stream}".encode(), digest_size=8).digest()
+        return float(int.from_bytes(digest, "little") % 2**24)
 
     def ints(self, values: Sequence[int]) -> str:
         return self.const(np.asarray(values, dtype=np.int64), "ints")
@@ -202,15 +210,15 @@ class LowerContext:
 
 def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET,
                 metadata: Mapping[str, str] | None = None, expose_all: bool = False,
-                value_names: dict[int, str] | None = None) -> onnx.ModelProto:
+                value_names: dict[int, str] | None = None, seed: int = 0) -> onnx.ModelProto:
     """Build the ONNX model of `graph` with `params` as initializers.
 
     `expose_all` also makes every intermediate value a graph output, so a verifier can
     compare onnxruntime with the reference op by op. `value_names`, when given, is filled
     with the ONNX name of every top-level value (graph inputs, parameters, op results) by
-    `id(value)`.
+    `id(value)`. `seed` is the compile seed, from which random ops' seeds derive.
     """
-    ctx = LowerContext(graph, opset)
+    ctx = LowerContext(graph, opset, seed=seed)
     for v in graph.inputs:
         ctx.reserve(v.name)
         ctx.bind(v, v.name)

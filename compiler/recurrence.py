@@ -23,6 +23,7 @@ from typing import Any
 from netc.compiler import dims as D
 from netc.compiler.builder import Builder
 from netc.compiler.ir import DType, Graph, TensorType, Value
+from netc.compiler.ops.random import stream
 from netc.compiler.ops.registry import Arg
 from netc.compiler.regions import captures
 from netc.compiler.values import BlockFn, Builtin, Intrinsic, describe
@@ -213,9 +214,16 @@ def _types_text(values: list[Value]) -> str:
 # ---------------------------------------------------------------------- generate
 
 
-def _generate(elab, span: Span, step: Any, init: Any, start: Any, max_len: int, stop: Any, name: Any,
-              extra: dict, spans: dict[str, Span]) -> Value:
+def _generate(elab, span: Span, step: Any, init: Any, start: Any, max_len: int, stop: Any, sample: bool,
+              temperature: float | None, top_k: int | None, name: Any, extra: dict, spans: dict[str, Span]) -> Value:
     fname = "generate"
+    if not sample and (temperature is not None or top_k is not None):
+        which = "temperature" if temperature is not None else "top_k"
+        raise NetcTypeError(f"generate: '{which}' applies to sampling; greedy decoding takes the argmax",
+                            spans[which], ["pass sample=true to draw each next id from softmax(logits / temperature)"])
+    if temperature is not None and not temperature > 0:
+        raise NetcTypeError(f"generate: 'temperature' must be positive; got {temperature:g}", spans["temperature"],
+                            ["a temperature towards 0 approaches greedy decoding"])
     init_leaves, init_struct = _tensors(init, fname, "init", spans["init"],
                                         "init is the decoder's initial state, e.g. an encoder's final state")
     if max_len <= 0:
@@ -254,12 +262,17 @@ def _generate(elab, span: Span, step: Any, init: Any, start: Any, max_len: int, 
     if logits.type.rank != 2 or not logits.type.dtype.is_float or logits.type.shape[0] != batch:
         raise NetcShapeError(f"generate: step '{step.name}' returns logits {logits.type}; expected "
                              f"[{D.dim_str(batch)}, V] floats (one row per sequence)", span)
+    vocab = logits.type.shape[1]
+    if top_k is not None and isinstance(vocab, int) and top_k > vocab:
+        raise NetcShapeError(f"generate: 'top_k' is {top_k}, more than the {vocab} classes of the logits",
+                             spans["top_k"])
     _check_static_in_steps(fname, step, region, [*next_leaves, logits], span)
     region.outputs = {f"state{i}": v for i, v in enumerate(next_leaves)}
     region.outputs["logits"] = logits
     (ids,) = _emit(elab, "generate", label, span, [*init_leaves, start],
                    {"n_state": len(init_leaves), "max_len": max_len, "stop": stop, "length": f"{label}.len",
-                    "step": step.name}, region)
+                    "step": step.name, "sample": sample, "temperature": temperature or 1.0, "top_k": top_k,
+                    "seed": stream(label)}, region)
     return ids
 
 
@@ -325,11 +338,13 @@ RECURRENCE: dict[str, Intrinsic] = {
                   "next_state or (next_state, y_t); gives the stacked outputs [T, ...] (and, with "
                   "return_state=true, the final state). ONNX Scan"),
         Intrinsic("generate", (Arg("step", "any"), Arg("init", "any"), Arg("start", "any"),
-                               Arg("max_len", "int", 50), Arg("stop", "any", None), Arg("name", "any", None),
-                               _EXTRA),
+                               Arg("max_len", "int", 50), Arg("stop", "any", None), Arg("sample", "bool", False),
+                               Arg("temperature", "float", None), Arg("top_k", "int", None, positive=True),
+                               Arg("name", "any", None), _EXTRA),
                   _with_spans(_generate),
                   "greedy decoding: (state, logits [N, V]) = step(state, prev_ids [N], **extra), next ids = "
-                  "argmax(logits), from start ids until every sequence emitted stop or max_len steps; gives "
+                  "argmax(logits), or with sample=true drawn from softmax(logits / temperature) over the top_k "
+                  "largest (all by default), from start ids until every sequence emitted stop or max_len steps; gives "
                   "ids i64[L, N]. ONNX Loop with an early exit"),
         Intrinsic("recurse", (Arg("compose", "any"), Arg("leaves", "any"), Arg("children", "any"),
                               Arg("name", "any", None), _EXTRA),

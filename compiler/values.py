@@ -95,6 +95,8 @@ def describe(value: Any) -> str:
         return f"dtype {value.value}"
     if isinstance(value, Init):
         return f"initialiser {value}"
+    if isinstance(getattr(value, "description", None), str):  # shared layers and their parameter groups
+        return value.description
     if isinstance(getattr(value, "defn", None), ast.NetworkDef):
         return f"network '{value.defn.name}'"
     return type(value).__name__

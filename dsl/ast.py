@@ -88,6 +88,15 @@ class Index:
 
 
 @dataclass(frozen=True, slots=True)
+class Attribute:
+    """`value.attr`: a parameter of a shared layer (`emb.weight`, `tower.dense0.weight`)."""
+
+    value: Expr
+    attr: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class TupleExpr:
     items: tuple[Expr, ...]
     span: Span
@@ -107,7 +116,8 @@ class IfExpr:
     span: Span
 
 
-Expr = Name | Literal | BinOp | UnaryOp | Compare | BoolOp | Call | Index | TupleExpr | ListExpr | IfExpr
+Expr = (Name | Literal | BinOp | UnaryOp | Compare | BoolOp | Call | Index | Attribute | TupleExpr | ListExpr
+        | IfExpr)
 
 # ----------------------------------------------------------------------------- statements
 
@@ -127,6 +137,17 @@ class Input:
 class Output:
     name: str
     value: Expr | None  # None: output an existing binding of the same name
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ParamDecl:
+    """`param name: dtype[dims] = init`: a free learned tensor of the block or network."""
+
+    name: str
+    dtype: Name
+    dims: tuple[Expr, ...]
+    init: Expr | None
     span: Span
 
 
@@ -159,7 +180,7 @@ class Return:
     span: Span
 
 
-Stmt = Input | Output | Assign | For | If | Return
+Stmt = Input | Output | ParamDecl | Assign | For | If | Return
 
 # ----------------------------------------------------------------------------- definitions
 

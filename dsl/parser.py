@@ -39,7 +39,7 @@ _TERMINAL_NAMES = {
 _PUNCTUATION = {
     "IMPORT", "CONST", "BLOCK", "NETWORK", "INPUT", "OUTPUT", "RETURN", "FOR", "IN", "IF",
     "ELSE", "EQ", "COLON", "COMMA", "SEMI", "LPAR", "RPAR", "LSQB", "RSQB", "LBRACE",
-    "RBRACE", "ARROW",
+    "RBRACE", "ARROW", "PARAM", "DOT",
 }  # fmt: skip
 
 
@@ -313,6 +313,13 @@ class _ToAst(Transformer_NonRecursive):
         _, name, _, value = children
         return ast.Output(str(name), value, self._s(meta))
 
+    def param_stmt(self, meta, children):
+        name, dtype, *rest = _clean(children)
+        # the dims, then the initialiser (None placeholders for what is absent)
+        init = rest.pop() if rest else None
+        return ast.ParamDecl(str(name), ast.Name(str(dtype), _token_span(self.file, dtype)),
+                             tuple(d for d in rest if d is not None), init, self._s(meta))
+
     def _target(self, item):
         if isinstance(item, Token):
             return ast.Name(str(item), _token_span(self.file, item))
@@ -428,6 +435,10 @@ class _ToAst(Transformer_NonRecursive):
     def index(self, meta, children):
         value, *items = _clean(children)
         return ast.Index(value, tuple(i for i in items if i is not None), self._s(meta))
+
+    def attribute(self, meta, children):
+        value, attr = _clean(children)
+        return ast.Attribute(value, str(attr), self._s(meta))
 
     def if_expr(self, meta, children):
         cond, then, orelse = (c for c in _clean(children) if c is not None)

@@ -101,7 +101,7 @@ def compile_file(path: str | Path, options: CompileOptions | None = None, source
                 "netc.network": graph.name, "netc.seed": str(options.seed)}
     if options.weights:
         metadata["netc.weights"] = os.path.basename(str(options.weights))
-    model = lower_graph(graph, params, options.opset, metadata)
+    model = lower_graph(graph, params, options.opset, metadata, seed=options.seed)
     return Compiled(graph, params, model)
 
 

@@ -54,9 +54,18 @@ def op_flops(op: Op) -> int:
 
 
 def layer_rows(graph: Graph) -> list[LayerRow]:
-    return [LayerRow(op.label or op.kind, op.kind, ", ".join(str(v.type) for v in op.outputs),
-                     sum(p.size for p in op_params(op)), op_flops(op))
-            for op in graph.ops if op.kind not in FOLDED_KINDS]
+    """One row per op; a parameter is counted at the first op that reads it, so a shared or
+    tied tensor counts once and the column adds up to the total."""
+    counted: set[str] = set()
+    rows = []
+    for op in graph.ops:
+        if op.kind in FOLDED_KINDS:
+            continue
+        new = [p for p in op_params(op) if p.name not in counted]
+        counted.update(p.name for p in new)
+        rows.append(LayerRow(op.label or op.kind, op.kind, ", ".join(str(v.type) for v in op.outputs),
+                             sum(p.size for p in new), op_flops(op)))
+    return rows
 
 
 def symbolic_dims(graph: Graph) -> list[str]:
@@ -99,16 +108,33 @@ def check_table(graph: Graph) -> str:
     return "\n".join(lines)
 
 
+def param_uses(graph: Graph) -> dict[str, int]:
+    """How many ops read each parameter (those inside regions included): more than one for a
+    tied or shared parameter."""
+    uses = {p.name: 0 for p in graph.params}
+    for op in graph.walk():
+        if op.regions:  # it lists what its region captures; the ops inside are counted
+            continue
+        for v in {id(v): v for v in op.inputs if v is not None and v.param is not None}.values():
+            uses[v.param.name] += 1
+    return uses
+
+
 def params_table(graph: Graph) -> str:
-    """Every parameter: the name weight files use, shape, dtype, initialiser, trainable."""
-    header = ["name", "shape", "dtype", "init", "trainable", "size"]
+    """Every parameter: the name weight files use, shape, dtype, initialiser, trainable, and,
+    when some are shared, how many ops use each."""
+    uses = param_uses(graph)
+    shared = [p for p in graph.params if uses[p.name] > 1]
+    header = ["name", "shape", "dtype", "init", "trainable", "size"] + (["uses"] if shared else [])
     body = [[p.name, str(list(p.shape)), p.dtype.value, str(p.init), "yes" if p.trainable else "no", f"{p.size:,}"]
-            for p in graph.params]
+            + ([str(uses[p.name])] if shared else []) for p in graph.params]
     total = sum(p.size for p in graph.params)
     trainable = sum(p.size for p in graph.params if p.trainable)
     lines = [f"network {graph.name}: {len(graph.params)} parameter tensors", ""]
-    lines += _table(header, body, right=(5,)) if body else ["(no parameters)"]
+    lines += _table(header, body, right=(5, 6)) if body else ["(no parameters)"]
     lines += ["", f"total: {total:,} values ({trainable:,} trainable)"]
+    if shared:
+        lines.append(f"shared: {len(shared)} tensor(s) used by several ops, each counted and stored once")
     return "\n".join(lines)
 
 

@@ -17,11 +17,19 @@ import onnx
 
 from netc.compiler.ir import DType, Graph, Op
 from netc.compiler.lowering import DEFAULT_OPSET, lower_graph
+from netc.compiler.ops import REGISTRY
 from netc.dsl.errors import NetcVerifyError
 from netc.runtime.inputs import check_inputs, graph_specs, random_inputs
 from netc.runtime.reference import run_graph
 from netc.runtime.run import run_session, short_dtype
 from netc.runtime.session import make_session
+from netc.runtime.stochastic import (
+    draw_problems,
+    draws,
+    free_axes,
+    random_values,
+    structure_problem,
+)
 
 TOLERANCES: dict[DType, tuple[float, float]] = {  # (rtol, atol)
     DType.f16: (1e-2, 1e-2),
@@ -91,6 +99,14 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, rtol: float | None = N
     return Comparison(name, kind, float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), rt, at, ok, note)
 
 
+def compare_random(name: str, got: np.ndarray, want: np.ndarray, free: set[int] = frozenset()) -> Comparison:
+    """A result computed from random draws: the two sides may differ in value (and in size
+    along the `free` axes); shape, dtype and NaNs must agree."""
+    problem = structure_problem(got, want, free)
+    kind = f"{short_dtype(want.dtype)}{list(want.shape)}"
+    return Comparison(name, kind, 0.0, 0.0, 0.0, 0.0, not problem, problem or "random: compared by structure")
+
+
 @dataclass
 class Divergence:
     """The first op whose onnxruntime result differs from the reference's."""
@@ -120,10 +136,11 @@ class VerifyReport:
     per_op: list[tuple[Op, Comparison]] = field(default_factory=list)
     divergence: Divergence | None = None
     failing_seed: int | None = None
+    draws: list[tuple[Op, Comparison]] = field(default_factory=list)  # each random op's draws, checked
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.outputs)
+        return all(c.ok for c in self.outputs) and all(c.ok for _, c in self.draws)
 
 
 def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProto, seeds: Sequence[int] = (0, 1, 2),
@@ -139,6 +156,7 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
             raise NetcVerifyError(f"the ONNX checker rejects the model of '{graph.name}': "
                                   f"{str(err).strip().splitlines()[0][:400]}", graph.span) from None
     specs = graph_specs(graph)
+    random = random_values(graph)
     session = make_session(model, provider)
     worst: dict[str, Comparison] = {}
     used_sizes: list[dict[str, int]] = []
@@ -152,7 +170,10 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
         got = run_session(session, inputs, specs)
         want = run_graph(graph, params, inputs)
         for name, expected in want.items():
-            c = compare(name, got[name], expected, rtol, atol)
+            if id(graph.outputs[name]) in random:
+                c = compare_random(name, got[name], expected, free_axes(graph, graph.outputs[name].type))
+            else:
+                c = compare(name, got[name], expected, rtol, atol)
             prev = worst.get(name)
             if prev is None or (prev.ok and not c.ok) or (prev.ok == c.ok and c.max_abs > prev.max_abs):
                 worst[name] = c
@@ -163,42 +184,72 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
     report = VerifyReport(graph.name, session.provider, list(seeds), used_sizes,
                           [worst[n] for n in graph.outputs if n in worst],
                           failing_seed=failing[0] if failing else None)
-    probe = failing or (first if per_op else None)
+    probe = failing or (first if per_op or random else None)  # random ops' draws are always checked
     if probe is not None:
         seed, inputs = probe
-        report.per_op, report.divergence = compare_ops(graph, params, inputs, seed, rtol, atol, opset, provider)
+        rows, divergence = compare_ops(graph, params, inputs, seed, rtol, atol, opset, provider,
+                                       _compile_seed(model))
+        report.draws = [(op, c) for op, c in rows if draws(op)]
+        if per_op or failing:
+            report.per_op, report.divergence = rows, divergence
     return report
+
+
+def _compile_seed(model: onnx.ModelProto) -> int:
+    """The seed the model was compiled with (its metadata), so that the exposed model draws
+    as it does; 0 when not recorded."""
+    text = next((p.value for p in model.metadata_props if p.key == "netc.seed"), "0")
+    return int(text) if text.lstrip("-").isdigit() else 0
 
 
 def compare_ops(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray], seed: int,
                 rtol: float | None = None, atol: float | None = None, opset: int = DEFAULT_OPSET,
-                provider: str = "cpu") -> tuple[list[tuple[Op, Comparison]], Divergence | None]:
+                provider: str = "cpu", compile_seed: int = 0) -> tuple[list[tuple[Op, Comparison]], Divergence | None]:
     """Every top-level op's results on onnxruntime and in the reference; and the first op
     that diverges. Ops without a tensor of their own in the ONNX graph (constants folded
     into initializers, identities) are skipped."""
-    model, names = exposed_model(graph, params, opset)
+    model, names = exposed_model(graph, params, opset, compile_seed)
     session = make_session(model, provider)
     out_names = [o.name for o in session.session.get_outputs()]
     got = dict(zip(out_names, session.session.run(out_names, dict(inputs))))
     record: dict[int, np.ndarray] = {}
     run_graph(graph, params, inputs, record=record)
+    random = random_values(graph)
     rows: list[tuple[Op, Comparison]] = []
     divergence = None
+
+    def ort(v):  # onnxruntime's value of an IR value, where the exposed model has it
+        return got[names[id(v)]] if id(v) in names and names[id(v)] in got else record.get(id(v))
+
     for op in graph.ops:
-        comparisons = [compare(v.name, got[names[id(v)]], record[id(v)], rtol, atol)
-                       for v in op.outputs if id(v) in names and names[id(v)] in got and id(v) in record]
+        shown = [v for v in op.outputs if id(v) in names and names[id(v)] in got and id(v) in record]
+        if draws(op):
+            outs = [ort(v) for v in op.outputs]
+            problems = draw_problems(op, [("onnxruntime", [ort(v) for v in op.inputs if v is not None], outs),
+                                          ("reference", [record.get(id(v)) for v in op.inputs if v is not None],
+                                           [record[id(v)] for v in op.outputs])])
+            first = op.outputs[0]
+            kind = f"{first.type}"
+            own = REGISTRY[op.kind].stochastic(op)  # else the draws are inside its body
+            note = "random: draws checked on both sides" if own else "random inside its body: compared by structure"
+            comparisons = [Comparison(first.name, kind, 0.0, 0.0, 0.0, 0.0, not problems, problems[0] if problems else note)]
+        elif any(id(v) in random for v in op.outputs):
+            comparisons = [compare_random(v.name, got[names[id(v)]], record[id(v)], free_axes(graph, v.type))
+                           for v in shown]
+        else:
+            comparisons = [compare(v.name, got[names[id(v)]], record[id(v)], rtol, atol) for v in shown]
         rows += [(op, c) for c in comparisons]
         if divergence is None and any(not c.ok for c in comparisons):
             divergence = Divergence(op, seed, comparisons)
     return rows, divergence
 
 
-def exposed_model(graph: Graph, params: Mapping[str, np.ndarray],
-                  opset: int = DEFAULT_OPSET) -> tuple[onnx.ModelProto, dict[int, str]]:
+def exposed_model(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET,
+                  compile_seed: int = 0) -> tuple[onnx.ModelProto, dict[int, str]]:
     """The model with every intermediate as an output, and the ONNX output name of each IR
-    value that has one (by `id(value)`)."""
+    value that has one (by `id(value)`); random ops seeded as in a compile with `compile_seed`."""
     value_names: dict[int, str] = {}
-    model = lower_graph(graph, params, opset, expose_all=True, value_names=value_names)
+    model = lower_graph(graph, params, opset, expose_all=True, value_names=value_names, seed=compile_seed)
     exposed = {info.name for info in model.graph.output}
     names: dict[int, str] = {}
     for name, value in graph.outputs.items():  # an output reads under the name the user gave it
@@ -219,6 +270,10 @@ def format_report(report: VerifyReport) -> str:
         seed = report.failing_seed if report.failing_seed is not None else report.seeds[0]
         lines += ["", f"op by op (seed {seed}):"]
         lines += _table("op", [(f"{op.label or op.kind} ({op.kind})", c) for op, c in report.per_op])
+    if report.draws:
+        lines += ["", "random ops (each draw checked against its distribution: support and moments):"]
+        lines += [f"  {op.label or op.kind} ({op.kind}): " + ("ok" if c.ok else "IMPLAUSIBLE")
+                  + (f" ({c.note})" if c.note else "") for op, c in report.draws]
     verdict = "ok" if report.ok else "MISMATCH"
     lines += ["", f"{verdict}: {sum(c.ok for c in report.outputs)}/{len(report.outputs)} outputs within tolerance"]
     return "\n".join(lines)
@@ -227,7 +282,7 @@ def format_report(report: VerifyReport) -> str:
 def _table(first: str, rows: list[tuple[str, Comparison]]) -> list[str]:
     header = [first, "type", "max abs err", "max rel err", "rtol/atol", "ok"]
     body = [[name, c.type, f"{c.max_abs:.3g}", f"{c.max_rel:.3g}", f"{_tol(c.rtol)}/{_tol(c.atol)}",
-             "ok" if c.ok else "MISMATCH" + (f" ({c.note})" if c.note else "")] for name, c in rows]
+             ("ok" if c.ok else "MISMATCH") + (f" ({c.note})" if c.note else "")] for name, c in rows]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header) - 1)]
     return ["  ".join([*(cell.ljust(w) for cell, w in zip(r[:-1], widths)), r[-1]]).rstrip() for r in [header, *body]]
 

@@ -19,6 +19,8 @@ import onnxruntime as ort
 import pytest
 
 import netc
+from netc.runtime.stochastic import random_values
+from netc.runtime.verify import format_report, verify
 from tests.conftest import EXAMPLES, ROOT, assert_close, check_onnx, random_inputs, run_both
 
 # Per-file overrides, keyed by the path under examples/:
@@ -48,6 +50,16 @@ PARAMETER_COUNTS = {
     "seed_cnn.net": 137_660,  # 25*9+25 + 50*25*9+50 + 1250*100+100 + 100*10+10
     "lenet5.net": 61_706,  # 156 + 2,416 + 48,120 + 10,164 + 850
     "seed_sigmoid.net": 18,  # three 2x2 layers with biases
+    # shared and free parameters, each counted once
+    "tied_embedding_lm.net": 3_096_336,  # E 10000x256 (also the output projection) + LSTM 526,336 + b 10,000
+    "siamese_towers.net": 41_344,  # one tower for both inputs
+    "siamese_towers.net:MaLSTM": 23_200,  # one LSTM for both sentences
+    "memory_network.net": 16_000,  # 4 adjacent-tied tables of 200x20 for 3 hops
+    "word_analogy.net": 250_000,  # the table only
+    "bidaf_attention.net": 600,  # the free vector w of 3 x 200
+    "vae_decoder.net": 652_824,
+    "stochastic_binary_units.net": 178_110,
+    "gumbel_sampling.net": 170,  # network VAE: encoder 330,040 + decoder 322,784 (used twice)
 }
 
 _NETWORK = re.compile(r"^\s*network\s+[A-Za-z_]", re.M)
@@ -81,6 +93,11 @@ def test_example(path: Path):
     for graph in graphs:
         compiled = netc.compile_file(path, network=graph.name, settings=settings, seed=0)
         check_onnx(compiled.model)
+        if random_values(compiled.graph):  # draws: checked statistically, results by structure
+            report = verify(compiled.graph, compiled.params, compiled.model, seeds=(0,), sizes=opts.get("sizes"),
+                            check_model=False)
+            assert report.ok and report.draws, format_report(report)
+            continue
         inputs = random_inputs(compiled.graph, seed=0, int_high=opts.get("int_high", 5), sizes=opts.get("sizes"))
         got, want = run_both(compiled, inputs)
         assert set(got) == set(compiled.graph.outputs), graph.name
@@ -97,7 +114,9 @@ def test_example(path: Path):
 
 @pytest.mark.parametrize(("name", "count"), sorted(PARAMETER_COUNTS.items()))
 def test_parameter_count(name: str, count: int):
-    (graph,) = netc.check_file(EXAMPLES / name)
+    file, _, network = name.partition(":")  # "file.net:Network", or the file's first network
+    graphs = netc.check_file(EXAMPLES / file)
+    graph = next(g for g in graphs if g.name == network) if network else graphs[0]
     assert sum(p.size for p in graph.params if p.trainable) == count
 
 

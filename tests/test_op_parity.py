@@ -8,6 +8,8 @@ import pytest
 import netc
 from netc.compiler.ops import REGISTRY
 from netc.runtime.reference import REFERENCE
+from netc.runtime.stochastic import random_values
+from netc.runtime.verify import format_report, verify
 from tests.conftest import assert_close, check_onnx, network_source, random_inputs, run_both
 
 CASES = [
@@ -23,6 +25,10 @@ def test_parity(opdef, case, dtype):
     source = network_source(case.expr, case.inputs, dtype.value, case.defs)
     compiled = netc.compile_source(source, seed=7)
     check_onnx(compiled.model)
+    if random_values(compiled.graph):  # draws: checked by each op's `check_draw` and by structure
+        report = verify(compiled.graph, compiled.params, compiled.model, seeds=(0, 1, 2), check_model=False)
+        assert report.ok and report.draws, format_report(report)
+        return
     for seed in (0, 1, 2):
         inputs = random_inputs(compiled.graph, seed, case.int_high)
         got, want = run_both(compiled, inputs)

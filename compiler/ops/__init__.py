@@ -10,6 +10,7 @@ from netc.compiler.ops import (  # noqa: F401  (importing registers the ops)
     loops,
     norm,
     pool,
+    random,
     recurrent,
     reduce,
     select,

@@ -216,6 +216,10 @@ class Generate(RegionOp):
              defs=_GEN, note="early exit"),
         Case("generate(gen_step, init=h, start=0, max_len=4, V=6)", {"h": "{f}[3, 5]"}, defs=_GEN,
              note="no stop id: max_len steps"),
+        Case("generate(gen_step, init=h, start=1, stop=2, max_len=8, V=7, sample=true, temperature=0.7, top_k=3)",
+             {"h": "{f}[N, 5]"}, defs=_GEN, note="sampling from the top 3"),
+        Case("generate(gen_step, init=h, start=0, max_len=5, V=6, sample=true)", {"h": "{f}[4, 5]"}, defs=_GEN,
+             note="sampling from all"),
     )
 
     def infer_regions(self, attrs, inputs, regions, b):
@@ -232,6 +236,33 @@ class Generate(RegionOp):
             raise b.error(f"generate: the step's logits must be [N, V] with N = {start.shape[0]}; "
                           f"got {logits}")
         return [TensorType(DType.i64, (self.length(attrs), start.shape[0]))]
+
+    def stochastic(self, op):
+        return op.attrs.get("sample", False)
+
+    def next_ids(self, ctx, sub, op: Op, logits: str, t: TensorType) -> str:
+        """The next ids [N]: argmax, or a draw from softmax(logits / temperature) over the
+        top_k largest logits (ONNX Multinomial, seeded; a new draw at every step)."""
+        if not op.attrs.get("sample"):
+            return sub.node("ArgMax", [logits], axis=-1, keepdims=0)[0]
+        from netc.compiler.ops.random import scaled_logits
+
+        x = scaled_logits(ctx, sub, logits, t.dtype, op.attrs["temperature"])
+        top_k = op.attrs["top_k"]
+        if top_k is not None:
+            x, candidates = sub.node("TopK", [x, ctx.ints([top_k])], n_out=2, axis=-1)
+        picked = sub.node("Multinomial", [x], sample_size=1, dtype=DType.i64.onnx,
+                          seed=ctx.random_seed(op.attrs["seed"]))[0]
+        if top_k is not None:
+            picked = sub.node("GatherElements", [candidates, picked], axis=1)[0]
+        return sub.node("Squeeze", [picked, ctx.ints([1])])[0]
+
+    def check_draw(self, op, inputs, outputs):
+        (ids,) = outputs
+        vocab = list(op.regions[0].outputs.values())[op.attrs["n_state"]].type.shape[1]
+        if isinstance(vocab, int) and ((ids < 0) | (ids >= vocab)).any():
+            return [f"ids outside [0, {vocab})"]
+        return []
 
     @staticmethod
     def length(attrs) -> D.Dim:
@@ -257,7 +288,7 @@ class Generate(RegionOp):
         sub.lower_ops(body.ops)
         outs = list(body.outputs.values())
         sub._op = op
-        ids = sub.node("ArgMax", [sub.name_of(outs[k])], axis=-1, keepdims=0)[0]
+        ids = self.next_ids(ctx, sub, op, sub.name_of(outs[k]), outs[k].type)
         if stop is None:
             cond, done2 = ins[1].name, done
         else:

@@ -128,12 +128,15 @@ class LayerNorm(OpDef):
 @register
 class Dropout(OpDef):
     name = "dropout"
+    seeded = True
     doc = ("training-time regularisation; at inference the identity (inverted dropout) or, in the classic "
-           "formulation, x * (1 - p)")
+           "formulation, x * (1 - p); with training=true, noise at inference too: each unit is zeroed with "
+           "probability p, the others scaled by 1 / (1 - p) (inverted) or kept (classic)")
     signature = (
         Arg("x", "tensor"),
         Arg("p", "float", 0.5),
         Arg("mode", "choice", "inverted", choices=("inverted", "classic")),
+        Arg("training", "bool", False, doc="drop units at inference too (Monte Carlo dropout, noisy structures)"),
     )
     step_polymorphic = True
     cases = (
@@ -141,27 +144,57 @@ class Dropout(OpDef):
         Case("x -> dropout(0.2)", {"x": "{f}[N, 2, 5]"}),
         Case('dropout(x, p=0.25, mode="classic")', {"x": "{f}[N, 6]"}, note="scaled by 1 - p"),
         Case('x -> dropout(0, mode="classic")', {"x": "{f}[4]"}, note="p = 0"),
+        Case("dropout(x, 0.3, training=true)", {"x": "{f}[N, 400]"}, note="drawn at inference"),
+        Case('x -> dropout(0.5, mode="classic", training=true)', {"x": "{f}[40, 30]"}, note="classic, drawn"),
     )
 
-    def build(self, b, x, p, mode):
+    def build(self, b, x, p, mode, training):
         if not 0 <= p < 1:
             raise b.error(f"dropout: p is the probability of dropping a unit and must be in [0, 1); got {p:g}")
         _float_input(b, "dropout", x)
-        return b.emit(self.name, [x], {"p": p, "mode": mode})[0]
+        from netc.compiler.ops.random import stream
+
+        return b.emit(self.name, [x], {"p": p, "mode": mode, "training": training, "seed": stream(b.label)})[0]
 
     def infer(self, attrs, inputs, b):
         return [inputs[0]]
 
+    def stochastic(self, op):
+        return op.attrs["training"] and op.attrs["p"] > 0
+
     def flops(self, op):
-        return numel(op.inputs[0].type.shape) if op.attrs["mode"] == "classic" else 0
+        return numel(op.inputs[0].type.shape) if op.attrs["mode"] == "classic" or op.attrs["training"] else 0
 
     def lower(self, ctx, op, inputs):
-        if op.attrs["mode"] == "inverted":
-            return ctx.node("Identity", inputs)
         import numpy as np
 
-        keep = ctx.const(np.asarray(1 - op.attrs["p"], dtype=op.inputs[0].type.dtype.numpy), "keep")
+        dtype = op.inputs[0].type.dtype.numpy
+        keep = ctx.const(np.asarray(1 - op.attrs["p"], dtype=dtype), "keep")
+        if self.stochastic(op):
+            # ONNX Dropout in training mode: a mask drawn per call, kept units scaled by 1/(1-p)
+            ratio = ctx.const(np.asarray(op.attrs["p"], dtype=dtype), "ratio")
+            y = ctx.node("Dropout", [inputs[0], ratio, ctx.const(np.asarray(True), "true")],
+                         seed=int(ctx.random_seed(op.attrs["seed"])))[0]  # Dropout's seed is an int
+            return ctx.node("Mul", [y, keep]) if op.attrs["mode"] == "classic" else [y]
+        if op.attrs["mode"] == "inverted" or op.attrs["training"]:
+            return ctx.node("Identity", inputs)
         return ctx.node("Mul", [inputs[0], keep])
+
+    def check_draw(self, op, inputs, outputs):
+        import numpy as np
+
+        from netc.compiler.ops.random import z_problem
+
+        x, y = inputs[0].astype(np.float64), outputs[0].astype(np.float64)
+        p = op.attrs["p"]
+        scale = 1.0 if op.attrs["mode"] == "classic" else 1.0 / (1.0 - p)
+        dropped = y == 0
+        kept_ok = np.isclose(y, x * scale, rtol=1e-3, atol=1e-6)
+        if not (dropped | kept_ok).all():
+            return [f"units neither dropped nor kept as x * {scale:g}"]
+        live = x != 0
+        n = int(live.sum())
+        return z_problem("the number of dropped units", float(dropped[live].sum()), n * p, n * p * (1 - p))
 
 
 @register

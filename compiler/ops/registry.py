@@ -63,6 +63,7 @@ class OpDef:
     doc: ClassVar[str] = ""
     activation: ClassVar[bool] = False  # usable as `act=` of dense/conv
     has_params: ClassVar[bool] = False
+    seeded: ClassVar[bool] = False  # draws from a random stream named after the layer (so takes name=)
     internal: ClassVar[bool] = False  # made by the elaborator, not callable from .net files
     float_dtypes: ClassVar[tuple[DType, ...]] = (DType.f32, DType.f64)
     cases: ClassVar[tuple[Case, ...]] = ()
@@ -99,6 +100,18 @@ class OpDef:
                 return False
         return any(varying)
 
+    def stochastic(self, op: Op) -> bool:
+        """Whether `op`'s results are random draws. onnxruntime's generator and the
+        reference's cannot agree value by value, so such results (and what is computed from
+        them) are checked by `check_draw` and by structure instead of compared."""
+        return False
+
+    def check_draw(self, op: Op, inputs: Sequence[Any], outputs: Sequence[Any]) -> list[str]:
+        """What is implausible about one draw of a stochastic op, given its input arrays:
+        values outside the support, moments too far from the distribution's. Empty when
+        nothing is. `netc verify` and the parity tests apply it to both implementations."""
+        return []
+
     def flops(self, op: Op) -> Dim:
         return 0
 
@@ -125,3 +138,10 @@ class Registry:
 
 REGISTRY = Registry()
 register = REGISTRY.register
+
+
+def draws(op: Op) -> bool:
+    """Whether `op` draws random numbers, itself or anywhere in its regions."""
+    if REGISTRY[op.kind].stochastic(op):
+        return True
+    return any(REGISTRY[inner.kind].stochastic(inner) for region in op.regions for inner in region.walk())

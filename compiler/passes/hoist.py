@@ -24,6 +24,7 @@ from __future__ import annotations
 from netc.compiler.ir import Graph, Op, TensorType, Value
 from netc.compiler.ops import REGISTRY
 from netc.compiler.ops.loops import RegionOp
+from netc.compiler.ops.registry import draws
 from netc.compiler.regions import local_values, with_regions
 
 
@@ -70,7 +71,7 @@ def _hoist_region(op: Op, opdef: RegionOp) -> tuple[list[Op], Op]:
 
     for inner in region.ops:
         values = [v for v in inner.inputs if v is not None]
-        if all(invariant(v) for v in values):
+        if all(invariant(v) for v in values) and not draws(inner):  # a draw in a body is fresh at every step
             moved.append(inner)
             outside.update(id(v) for v in inner.outputs)
             continue

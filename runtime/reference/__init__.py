@@ -8,6 +8,7 @@ from netc.runtime.reference import (  # noqa: F401  (importing registers the ref
     math,
     norm,
     pool,
+    random,
     recurrent,
     reduce,
     select,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -69,9 +70,33 @@ def _resolve(attr: Any, env: Mapping[str, int]) -> Any:
     return attr
 
 
+# The generators of the random ops during one run_graph, by id(op): an op in a recurrence's
+# step draws anew at every step, and a new run starts again from each op's seed.
+_GENERATORS: ContextVar[dict[int, np.random.Generator] | None] = ContextVar("generators", default=None)
+
+
+def generator_for(op) -> np.random.Generator:
+    """The NumPy generator of random op `op` in the current run, seeded by its stream."""
+    generators = _GENERATORS.get()
+    if generators is None:  # outside run_graph: a generator for this call alone
+        return np.random.default_rng(op.attrs["seed"])
+    if id(op) not in generators:
+        generators[id(op)] = np.random.default_rng(op.attrs["seed"])
+    return generators[id(op)]
+
+
 def run_graph(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray],
               record: dict[int, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Run `graph`; with `record`, also keep every intermediate array by `id(value)`."""
+    token = _GENERATORS.set({})
+    try:
+        return _run_graph(graph, params, inputs, record)
+    finally:
+        _GENERATORS.reset(token)
+
+
+def _run_graph(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray],
+               record: dict[int, np.ndarray] | None) -> dict[str, np.ndarray]:
     env = bind_inputs(graph, inputs)
     values: dict[int, np.ndarray] = {}
     for v in graph.inputs:
@@ -102,6 +127,8 @@ def run_ops(ops, values: dict[int, np.ndarray], env: Mapping[str, int]) -> None:
         attrs = {k: _resolve(a, env) for k, a in op.attrs.items()}
         if entry.regions:
             result = entry.fn(op, args, attrs, env)
+        elif entry.random:
+            result = entry.fn(*args, rng=generator_for(op), **attrs)
         else:
             result = entry.fn(*args, **attrs)
         results = result if isinstance(result, tuple) else (result,)

@@ -9,7 +9,8 @@ import numpy as np
 
 from netc.compiler import dims as D
 from netc.compiler.ir import Op
-from netc.runtime.reference.interpreter import run_region
+from netc.runtime.reference.interpreter import generator_for, run_region
+from netc.runtime.reference.random import categorical_sample
 from netc.runtime.reference.registry import ref
 
 
@@ -63,7 +64,7 @@ def generate(op: Op, args: list, attrs: dict, env: Mapping[str, int]):
     for _ in range(attrs["max_len"]):
         outs = run_region(body, [*state, prev], captured, env)
         state, logits = outs[:k], outs[k]
-        ids = np.argmax(logits, axis=-1).astype(np.int64)
+        ids = _next_ids(op, logits, attrs)
         if stop is not None:
             ids = np.where(done, np.int64(stop), ids)
             done = done | (ids == stop)
@@ -72,6 +73,19 @@ def generate(op: Op, args: list, attrs: dict, env: Mapping[str, int]):
         if stop is not None and done.all():
             break
     return np.stack(emitted)
+
+
+def _next_ids(op: Op, logits: np.ndarray, attrs: dict) -> np.ndarray:
+    """argmax, or a draw from softmax(logits / temperature) over the top_k largest logits."""
+    if not attrs.get("sample"):
+        return np.argmax(logits, axis=-1).astype(np.int64)
+    rng = generator_for(op)
+    top_k = attrs["top_k"]
+    if top_k is None:
+        return categorical_sample(logits, attrs["temperature"], rng)
+    candidates = np.argsort(-logits, axis=-1, kind="stable")[:, :top_k]
+    picked = categorical_sample(np.take_along_axis(logits, candidates, axis=-1), attrs["temperature"], rng)
+    return np.take_along_axis(candidates, picked[:, None], axis=-1)[:, 0]
 
 
 @ref("recurse", regions=True)

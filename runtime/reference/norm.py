@@ -32,8 +32,12 @@ def layernorm(x, scale, bias=None, *, eps):
     return y.astype(x.dtype)
 
 
-@ref("dropout")
-def dropout(x, *, p, mode):
+@ref("dropout", random=True)
+def dropout(x, *, p, mode, training, seed, rng):
+    if training and p > 0:  # each unit dropped with probability p; inverted dropout rescales the rest
+        kept = rng.random(x.shape) >= p
+        scale = 1 / (1 - p) if mode == "inverted" else 1.0
+        return np.where(kept, x * scale, 0).astype(x.dtype)
     if mode == "inverted":  # units were scaled by 1/(1-p) while training
         return x.copy()
     return (x * np.asarray(1 - p, dtype=x.dtype)).astype(x.dtype)
