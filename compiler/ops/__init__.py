@@ -13,6 +13,9 @@ from netc.compiler.ops import (  # noqa: F401  (importing registers the ops)
     reduce,
     shape,
     tensor,
+    conv_transpose,
+    lrn,
+    resize,
 )
 from netc.compiler.ops.registry import REGISTRY, Arg, Case, OpDef, register
 

@@ -10,6 +10,9 @@ from netc.runtime.reference import (  # noqa: F401  (importing registers the ref
     recurrent,
     reduce,
     shape,
+    conv_transpose,
+    lrn,
+    resize,
 )
 from netc.runtime.reference.interpreter import bind_inputs, run_graph, run_region
 from netc.runtime.reference.registry import REFERENCE, ref
