@@ -98,6 +98,7 @@ class Builder:
             raise NetcNameError(f"parameter name '{name}' is used twice", self.span,
                                 ["give one of the layers another `name=`"])
         shape = tuple(int(s) for s in shape)
+        check_init(init, shape, name, self.span)
         nbytes = math.prod(shape) * dtype.itemsize  # Python ints: sizes far beyond float range stay exact
         root = self.root
         if root._param_bytes + nbytes > self.limits.max_param_bytes:
@@ -192,6 +193,20 @@ class Builder:
 
 
 _INT64_MAX = 2**63 - 1
+
+
+def check_init(init: Init, shape: tuple[int, ...], name: str, span: Span | None) -> None:
+    """Initialisers that only fit some shapes: a list of values must have the parameter's
+    shape; identity and orthogonal need a matrix (or a kernel flattened to one)."""
+    dims = "[" + ", ".join(count_text(d) for d in shape) + "]"
+    if init.scheme == "array":
+        flat_fits = len(init.shape) == 1 and len(shape) == 1
+        if init.shape != shape and not (flat_fits and init.shape[0] == shape[0]):
+            raise NetcShapeError(f"the initial values {list(init.shape)} do not fit parameter '{name}' {dims}",
+                                 span, [f"give {math.prod(shape)} values, nested as {dims}"])
+    elif init.scheme in ("identity", "orthogonal") and len(shape) < 2:
+        raise NetcShapeError(f"the {init.scheme} initialiser needs a matrix; parameter '{name}' is {dims}", span,
+                             ["use it for weight matrices (weight_init=, recurrent_init=), not biases"])
 
 
 def _gib(nbytes: int) -> str:

@@ -151,6 +151,8 @@ INTRINSICS: dict[str, Any] = {
                   _init("uniform", "low", "high"), "initialiser: uniform(low, high)"),
         Intrinsic("constant", (Arg("value", "float"),), _init("constant", "value"),
                   "initialiser: every element = value"),
+        Intrinsic("orthogonal", (Arg("gain", "float", 1.0),), _init("orthogonal", "gain"),
+                  "initialiser: gain * an orthogonal matrix per square block (recurrent weights)"),
     ]
 }
 for _scheme in ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal"):
