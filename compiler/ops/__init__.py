@@ -3,19 +3,19 @@
 from netc.compiler.ops import (  # noqa: F401  (importing registers the ops)
     activations,
     conv,
+    conv_transpose,
     dense,
     elementwise,
     embed,
     loops,
+    lrn,
     norm,
     pool,
     recurrent,
     reduce,
+    resize,
     shape,
     tensor,
-    conv_transpose,
-    lrn,
-    resize,
 )
 from netc.compiler.ops.registry import REGISTRY, Arg, Case, OpDef, register
 

@@ -2,17 +2,17 @@
 
 from netc.runtime.reference import (  # noqa: F401  (importing registers the references)
     conv,
+    conv_transpose,
     embed,
     loops,
+    lrn,
     math,
     norm,
     pool,
     recurrent,
     reduce,
-    shape,
-    conv_transpose,
-    lrn,
     resize,
+    shape,
 )
 from netc.runtime.reference.interpreter import bind_inputs, run_graph, run_region
 from netc.runtime.reference.registry import REFERENCE, ref
