@@ -163,3 +163,7 @@ INTRINSICS["he"] = Init("he_normal")
 from netc.compiler.recurrence import RECURRENCE  # noqa: E402  (recur, generate, recurse)
 
 INTRINSICS.update(RECURRENCE)
+
+from netc.compiler.spatial_transformer import SPATIAL_TRANSFORMER  # noqa: E402
+
+INTRINSICS[SPATIAL_TRANSFORMER.name] = SPATIAL_TRANSFORMER

@@ -36,6 +36,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "nplm.net": {"settings": {"V": 1000}, "int_high": 1000},
     "bag_of_embeddings.net": {"settings": {"V": 500}, "int_high": 500, "sizes": {"T": 7}},
     "wavenet_stack.net": {"sizes": {"T": 40}},
+    "spatial_transformer.net": {"sizes": {"N": 2, "H": 28, "W": 28}},
+    "alexnet_lrn.net": {"settings": {"size": 67, "classes": 10}, "sizes": {"N": 1}},
 }
 
 # Trainable parameters (batchnorm running statistics excluded) at the default settings.

@@ -14,6 +14,7 @@ from netc.compiler.ops import (  # noqa: F401  (importing registers the ops)
     recurrent,
     reduce,
     resize,
+    sampling,
     shape,
     tensor,
 )

@@ -12,6 +12,7 @@ from netc.runtime.reference import (  # noqa: F401  (importing registers the ref
     recurrent,
     reduce,
     resize,
+    sampling,
     shape,
 )
 from netc.runtime.reference.interpreter import bind_inputs, run_graph, run_region
