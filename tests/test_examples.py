@@ -50,6 +50,8 @@ PARAMETER_COUNTS = {
     "seed_cnn.net": 137_660,  # 25*9+25 + 50*25*9+50 + 1250*100+100 + 100*10+10
     "lenet5.net": 61_706,  # 156 + 2,416 + 48,120 + 10,164 + 850
     "seed_sigmoid.net": 18,  # three 2x2 layers with biases
+    "alexnet_lrn.net": 60_965_224,  # Caffe's bvlc_alexnet (2 channel groups in conv2, conv4, conv5)
+    "dcgan_generator.net": 3_576_704,  # the PyTorch DCGAN tutorial's generator (nz=100, ngf=64)
 }
 
 _NETWORK = re.compile(r"^\s*network\s+[A-Za-z_]", re.M)
