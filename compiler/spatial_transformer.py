@@ -44,9 +44,12 @@ def _spatial_transformer(elab, span: Span, x: Any, localisation: Any, size: Any,
             theta = elab.call(localisation, [(x, spans["x"])], {}, span)
     finally:
         elab.b.pop_scope()
-    if not isinstance(theta, Value):
-        raise NetcTypeError(f"{fname}: the localisation '{localisation.name}' returns {describe(theta)}; it must "
-                            "return theta, a tensor [N, 2, 3] or [N, 6]", spans["localisation"])
+    t = theta.type if isinstance(theta, Value) else None
+    if t is None or not ((t.rank == 3 and t.shape[1:] == (2, 3)) or (t.rank == 2 and t.shape[1] == 6)):
+        raise NetcShapeError(f"{fname}: the localisation '{localisation.name}' returns {describe(theta)}; it must "
+                             "return theta, a tensor [N, 2, 3] or [N, 6]", spans["localisation"],
+                             ["end it in dense(6, weight_init=zeros, bias_init=[1, 0, 0, 0, 1, 0]) to start at the "
+                              "identity"])
     grid = elab.call(Builtin(REGISTRY["affine_grid"]), [(theta, span)],
                      {"size": (size, spans["size"]), "align_corners": (align_corners, spans["align_corners"])}, span)
     return elab.call(Builtin(REGISTRY["grid_sample"]), [(x, spans["x"]), (grid, span)],

@@ -90,7 +90,7 @@ network M {
 
 @pytest.mark.parametrize(("source", "cls", "message"), [
     ("block loc(x) {\n  return x -> flatten\n}\nnetwork M {\n  input x: f32[N, 1, 4, 4]\n"
-     "  output y = spatial_transformer(x, loc)\n}\n", NetcShapeError, "theta must be [N, 2, 3]"),
+     "  output y = spatial_transformer(x, loc)\n}\n", NetcShapeError, "must return theta, a tensor [N, 2, 3]"),
     ("network M {\n  input x: f32[N, 1, 4, 4]\n  output y = spatial_transformer(x, 3)\n}\n", NetcTypeError,
      "'localisation' must be a block"),
     ("network M {\n  input x: f32[N, 16]\n  output y = spatial_transformer(x, relu)\n}\n", NetcShapeError,
@@ -116,8 +116,7 @@ def test_orthogonal_recurrent_blocks_are_orthogonal():
 
 
 def test_identity_and_array_initialisers():
-    compiled = compile_expr("lstm(x, 3, recurrent_init=identity, weight_init=[[1, 2]] * 0 + 0.5, name=\"l\")"
-                            .replace("[[1, 2]] * 0 + 0.5", "0.5"), {"x": "f32[T, N, 2]"})
+    compiled = compile_expr('lstm(x, 3, recurrent_init=identity, weight_init=0.5, name="l")', {"x": "f32[T, N, 2]"})
     r = compiled.params["l.l0.fwd.R"]
     np.testing.assert_array_equal(r, np.concatenate([np.eye(3)] * 4))
     np.testing.assert_array_equal(compiled.params["l.l0.fwd.W"], np.full((12, 2), 0.5))
