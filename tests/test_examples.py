@@ -37,6 +37,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "bag_of_embeddings.net": {"settings": {"V": 500}, "int_high": 500, "sizes": {"T": 7}},
     "wavenet_stack.net": {"sizes": {"T": 40}},
     "spatial_transformer.net": {"sizes": {"N": 2, "H": 28, "W": 28}},
+    "unet1d.net": {"sizes": {"T": 13}},
     "alexnet_lrn.net": {"settings": {"size": 67, "classes": 10}, "sizes": {"N": 1}},
 }
 
