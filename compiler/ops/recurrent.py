@@ -174,6 +174,7 @@ _COMMON_ARGS = (
     Arg("weight_init", "init", None, doc="input weights W (default: PyTorch's uniform +-1/sqrt(hidden))"),
     Arg("recurrent_init", "init", None,
         doc="recurrent weights R, e.g. identity (IRNN) or orthogonal (one block per gate)"),
+    Arg("bias_init", "init", None, doc="both biases b and rb (the sum is the effective bias)"),
 )
 
 # The activations onnxruntime's native RNN kernel computes, with their netc defaults as
@@ -197,7 +198,7 @@ class _Recurrent(OpDef):
     cell: str = ""
 
     def build(self, b, x, hidden, bidirectional, layers, init, lengths, lowering, return_state, weight_init,
-              recurrent_init, **cell_args):
+              recurrent_init, bias_init, **cell_args):
         what = self.name
         if not isinstance(x, Value):
             raise b.type_error(f"{what} expects a tensor; got {type(x).__name__}")
@@ -221,7 +222,7 @@ class _Recurrent(OpDef):
             for d in range(dirs):
                 shapes = {"W": (gates * hidden, d_in), "R": (gates * hidden, hidden),
                           "b": (gates * hidden,), "rb": (gates * hidden,), "p": (n_peep * hidden,)}
-                chosen = {"W": weight_init, "R": recurrent_init}
+                chosen = {"W": weight_init, "R": recurrent_init, "b": bias_init, "rb": bias_init}
                 fans = {"W": (d_in, gates * hidden), "R": (hidden, gates * hidden)}
                 for kind in param_kinds(peephole):
                     fan_in, fan_out = fans.get(kind, (hidden, hidden))
