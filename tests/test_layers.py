@@ -55,7 +55,7 @@ def test_flops():
 def test_spatial_transformer_starts_as_the_identity():
     """Zero weights and the bias [1, 0, 0, 0, 1, 0] in the localisation's last layer: the
     sampler reproduces its input exactly (pixel centres map to pixel centres)."""
-    compiled = netc.compile_file(EXAMPLES / "spatial_transformer.net", seed=0)
+    compiled = netc.compile_file(EXAMPLES / "spatial_transformer.net", network="SpatialTransformerMnist", seed=0)
     check_onnx(compiled.model)
     names = [p.name for p in compiled.graph.params]
     assert "spatial_transformer0.dense1.bias" in names
