@@ -135,7 +135,8 @@ def test_identity_rectangular():
 
 
 @pytest.mark.parametrize(("x", "expr", "message"), [
-    ("f32[T, N, 4]", "batchnorm(x)", "its axis 1 is the symbolic N"),
+    ("f32[T, N, 4]", "batchnorm(x)", "its axis 0 is T, a time axis"),
+    ("f32[5, N, 4]", "batchnorm(x)", "its axis 1 is the symbolic N, a batch size"),
     ("f32[T, 2, 4]", "batchnorm(x)", "its axis 0 is T, a time axis"),
     ("f32[5, 2, 4]", "x -> gru(3) -> tanh -> batchnorm", "it comes from gru"),
     ("f32[N, 3, T]", "batchnorm(x, axis=2)", "the normalised axis 2"),

@@ -21,6 +21,7 @@ def _float_input(b, name: str, x) -> None:
 _SEQUENCE_OPS = ("rnn", "lstm", "gru", "recur", "generate", "pyramid", "delay")
 # Symbolic dims on axis 0 that name time (netc's convention is [T, N, D]).
 _TIME_NAMES = ("T", "S", "time", "steps", "seq")
+_BATCH_NAMES = ("N", "B", "batch")
 
 
 def _sequence_origin(x) -> str | None:
@@ -49,10 +50,10 @@ def batchnorm_axis(b, x, axis) -> int:
     if axis is not None:
         return b.axis(axis, x.type.rank, "batchnorm: axis")
     if x.type.rank == 3:
-        why = None
-        if not isinstance(x.type.shape[1], int):
-            why = f"its axis 1 is the symbolic {D.dim_str(x.type.shape[1])}, a batch size rather than channels"
-        why = why or _sequence_origin(x)
+        why = _sequence_origin(x)
+        batch = D.symbols(x.type.shape[1]) & set(_BATCH_NAMES)
+        if why is None and batch:
+            why = f"its axis 1 is the symbolic {D.dim_str(x.type.shape[1])}, a batch size in netc's [T, N, D] convention"
         if why:
             raise b.error(f"batchnorm on {x.type} would normalise axis 1, but {why}: the statistics would be "
                           "per example of the batch",
@@ -71,7 +72,7 @@ class BatchNorm(OpDef):
     has_params = True
     signature = (
         Arg("x", "tensor"),
-        Arg("axis", "any", None, doc="the channel/feature axis; default 1 ([N, C, ...]); axis=2 for [T, N, D]"),
+        Arg("axis", "int", None, doc="the channel/feature axis; default 1 ([N, C, ...]); axis=2 for [T, N, D]"),
         Arg("eps", "float", 1e-5),
         Arg("momentum", "float", 0.9,
             doc="training only: running = momentum * running + (1 - momentum) * batch (the ONNX convention)"),
@@ -96,8 +97,6 @@ class BatchNorm(OpDef):
     )
 
     def build(self, b, x, axis, eps, momentum, scale_init, bias_init, mean_init, var_init):
-        if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
-            raise b.type_error(f"batchnorm: 'axis' expects an integer; got {axis!r}")
         if x.type.rank < 2:
             raise b.error(f"batchnorm needs a tensor of rank >= 2 with channels on axis 1; got {x.type}",
                           "for [N, D] features this is batchnorm(x); for a vector, unsqueeze(x, 0) first")
@@ -109,8 +108,8 @@ class BatchNorm(OpDef):
         axis = batchnorm_axis(b, x, axis)
         channels = x.type.shape[axis]
         if not isinstance(channels, int):
-            raise b.error(f"batchnorm: the normalised axis {axis} of {x.type} is the symbolic {D.dim_str(channels)}; "
-                          "it needs a size known at compile time (one mean, variance, scale and bias per index)",
+            raise b.error(f"batchnorm: the normalised axis {axis} of {x.type} is the symbolic {D.dim_str(channels)}: "
+                          "its size must be known at compile time (one mean, variance, scale and bias per index)",
                           "choose the channel or feature axis with axis=")
         dtype = x.type.dtype
         scale = b.param("scale", (channels,), dtype, scale_init)
