@@ -158,3 +158,18 @@ def test_batchnorm_axis_2_normalises_the_features_of_a_sequence():
     # the explicit channel axis of [N, C, L] still lowers to BatchNormalization
     compiled = compile_expr("batchnorm(x, axis=1)", {"x": "f32[T, 4, 5]"})
     assert "BatchNormalization" in {n.op_type for n in compiled.model.graph.node}
+
+
+@pytest.mark.parametrize("act", ["hard_tanh", "softmax", "sigmoid", "none"])
+def test_rnn_activations_in_float64(act):
+    """float64 lowers to Scan; the activation's constants take the sequence's dtype."""
+    source = network_source(f"rnn(x * 2, 3, act={act}, bidirectional=true, lengths=lens)",
+                            {"x": "{f}[T, N, 2]", "lens": "i32[N]"}, "f64")
+    compiled = netc.compile_source(source, seed=2)
+    check_onnx(compiled.model)
+    from tests.conftest import assert_close, random_inputs
+
+    for seed in (0, 1):
+        inputs = random_inputs(compiled.graph, seed, int_high=3)
+        got, want = run_both(compiled, inputs)
+        assert_close(got, want, "f64", act)

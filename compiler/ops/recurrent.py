@@ -796,7 +796,7 @@ def _step(body: _Body, spec: _Spec, p: _DirParams, xs: list[str], h: str, c: str
         pre = body.one("Gemm", h, p.rt, xs[0])
         # The activation's own lowering, built in a child context and moved into the body.
         sub = ctx.child()
-        h_new = lower_activation(sub, spec.act, pre)
+        h_new = lower_activation(sub, spec.act, pre, spec.op.inputs[0].type.dtype)
         body.nodes.extend(sub.nodes)
         return h_new, ""
     if spec.cell == "gru":
