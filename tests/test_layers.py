@@ -9,8 +9,9 @@ import pytest
 
 import netc
 from netc.compiler import dims as D
+from netc.compiler.ops import REGISTRY
 from netc.dsl.errors import NetcShapeError, NetcTypeError
-from tests.conftest import EXAMPLES, check_onnx, network_source, run_both
+from tests.conftest import EXAMPLES, assert_close, check_onnx, network_source, random_inputs, run_both
 
 
 def compile_expr(expr: str, inputs: dict[str, str], **kw) -> netc.Compiled:
@@ -40,8 +41,6 @@ def test_symbolic_shape_rules(expr, x, want):
 def test_flops():
     compiled = compile_expr("conv_transpose2d(x, 6, kernel=3, groups=2)", {"x": "f32[2, 4, 5, 5]"})
     (op,) = [op for op in compiled.graph.ops if op.kind == "conv_transpose2d"]
-    from netc.compiler.ops import REGISTRY
-
     # every input element (2*4*5*5) meets filters/groups * 3 * 3 weights, a multiply-add each
     assert REGISTRY["conv_transpose2d"].flops(op) == 2 * 4 * 25 * 2 * 3 * 9
     compiled = compile_expr("lrn(x, 5)", {"x": "f32[N, 8, 4, 4]"})
@@ -167,8 +166,6 @@ def test_rnn_activations_in_float64(act):
                             {"x": "{f}[T, N, 2]", "lens": "i32[N]"}, "f64")
     compiled = netc.compile_source(source, seed=2)
     check_onnx(compiled.model)
-    from tests.conftest import assert_close, random_inputs
-
     for seed in (0, 1):
         inputs = random_inputs(compiled.graph, seed, int_high=3)
         got, want = run_both(compiled, inputs)
