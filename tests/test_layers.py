@@ -11,7 +11,14 @@ import netc
 from netc.compiler import dims as D
 from netc.compiler.ops import REGISTRY
 from netc.dsl.errors import NetcShapeError, NetcTypeError
-from tests.conftest import EXAMPLES, assert_close, check_onnx, network_source, random_inputs, run_both
+from tests.conftest import (
+    EXAMPLES,
+    assert_close,
+    check_onnx,
+    network_source,
+    random_inputs,
+    run_both,
+)
 
 
 def compile_expr(expr: str, inputs: dict[str, str], **kw) -> netc.Compiled:
