@@ -134,6 +134,7 @@ class Builder:
                                         f"which its first call did not make (first call at {tying.first})",
                                         self.span, ["every call of a shared layer must use the same parameters"])
                 tying.seen.add(name)
+        check_init(init, shape, name, self.span)
         nbytes = math.prod(shape) * dtype.itemsize  # Python ints: sizes far beyond float range stay exact
         if root._param_bytes + nbytes > self.limits.max_param_bytes:
             dims = "[" + ", ".join(count_text(d) for d in shape) + "]"
@@ -260,6 +261,20 @@ class Tying:
                       ["a shared layer's calls must fit the same parameters: give them inputs of the same "
                        "width and dtype, or make separate layers"])
         return value
+
+
+def check_init(init: Init, shape: tuple[int, ...], name: str, span: Span | None) -> None:
+    """Initialisers that only fit some shapes: a list of values must have the parameter's
+    shape; identity and orthogonal need a matrix (or a kernel flattened to one)."""
+    dims = "[" + ", ".join(count_text(d) for d in shape) + "]"
+    if init.scheme == "array":
+        flat_fits = len(init.shape) == 1 and len(shape) == 1
+        if init.shape != shape and not (flat_fits and init.shape[0] == shape[0]):
+            raise NetcShapeError(f"the initial values {list(init.shape)} do not fit parameter '{name}' {dims}",
+                                 span, [f"give {math.prod(shape)} values, nested as {dims}"])
+    elif init.scheme in ("identity", "orthogonal") and len(shape) < 2:
+        raise NetcShapeError(f"the {init.scheme} initialiser needs a matrix; parameter '{name}' is {dims}", span,
+                             ["use it for weight matrices (weight_init=, recurrent_init=), not biases"])
 
 
 def _gib(nbytes: int) -> str:

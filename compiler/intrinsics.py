@@ -154,6 +154,8 @@ INTRINSICS: dict[str, Any] = {
                   _init("uniform", "low", "high"), "initialiser: uniform(low, high)"),
         Intrinsic("constant", (Arg("value", "float"),), _init("constant", "value"),
                   "initialiser: every element = value"),
+        Intrinsic("orthogonal", (Arg("gain", "float", 1.0),), _init("orthogonal", "gain"),
+                  "initialiser: gain * an orthogonal matrix per square block (recurrent weights)"),
     ]
 }
 for _scheme in ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal"):
@@ -168,3 +170,7 @@ INTRINSICS.update(RECURRENCE)
 from netc.compiler.sharing import SHARING  # noqa: E402  (shared)
 
 INTRINSICS.update(SHARING)
+
+from netc.compiler.spatial_transformer import SPATIAL_TRANSFORMER  # noqa: E402
+
+INTRINSICS[SPATIAL_TRANSFORMER.name] = SPATIAL_TRANSFORMER

@@ -102,12 +102,18 @@ class Init:
     """How a parameter is initialised: a named scheme and its arguments."""
 
     scheme: str  # glorot_uniform | glorot_normal | he_uniform | he_normal | normal | uniform | zeros | ones | constant
+    #              | identity | orthogonal | array
     args: tuple[tuple[str, float], ...] = ()
+    values: tuple[float, ...] = ()  # "array": the elements, row-major
+    shape: tuple[int, ...] = ()  # "array": the nesting of the list written in the source
 
     def arg(self, name: str, default: float) -> float:
         return dict(self.args).get(name, default)
 
     def __str__(self) -> str:
+        if self.scheme == "array":
+            shown = ", ".join(f"{v:g}" for v in self.values[:6]) + (", ..." if len(self.values) > 6 else "")
+            return f"array{list(self.shape)}[{shown}]"
         if not self.args:
             return self.scheme
         return f"{self.scheme}({', '.join(f'{k}={v:g}' for k, v in self.args)})"

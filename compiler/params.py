@@ -32,6 +32,10 @@ def initialise(param: Param, seed: int) -> np.ndarray:
         return np.ones(shape, dtype)
     if scheme == "constant":
         return np.full(shape, init.arg("value", 0.0), dtype)
+    if scheme == "array":
+        return np.asarray(init.values, dtype).reshape(shape)
+    if scheme == "identity":
+        return _blockwise(shape, lambda r, c: np.eye(r, c), init.arg("gain", 1.0)).astype(dtype)
     rng = _rng(seed, param.name)
     # Draw in float32 unless the parameter is float64: half the work and no cast for the
     # common case (ResNet-50's 25.6M values: about 0.1 s instead of 0.3 s).
@@ -66,9 +70,32 @@ def initialise(param: Param, seed: int) -> np.ndarray:
         values = normal(init.arg("mean", 0.0), init.arg("std", 0.01))
     elif scheme == "uniform":
         values = uniform(init.arg("low", -0.05), init.arg("high", 0.05))
+    elif scheme == "orthogonal":
+        values = _blockwise(shape, lambda r, c: _orthogonal(rng, r, c), init.arg("gain", 1.0))
     else:  # pragma: no cover - schemes are validated when parsed
         raise ValueError(f"unknown initialiser {scheme}")
     return values.astype(dtype, copy=False)
+
+
+def _blockwise(shape: tuple[int, ...], block, gain: float) -> np.ndarray:
+    """A matrix initialiser applied to `shape` read as [rows, cols] (cols = the product of the
+    other axes): one block per square [cols, cols] slice of rows when rows is a multiple of
+    cols (the gates of a recurrent weight [G*H, H] each get their own), else one block."""
+    rows, cols = shape[0], int(np.prod(shape[1:]))
+    if rows > cols and rows % cols == 0:
+        matrix = np.concatenate([block(cols, cols) for _ in range(rows // cols)], axis=0)
+    else:
+        matrix = block(rows, cols)
+    return (gain * matrix).reshape(shape)
+
+
+def _orthogonal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """A [rows, cols] matrix with orthonormal rows or columns (whichever are fewer): the Q of
+    a Gaussian matrix's QR decomposition, signs fixed so it is uniformly distributed."""
+    a = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))
+    return q if rows >= cols else q.T
 
 
 def read_weight_file(path: str | Path) -> dict[str, np.ndarray]:

@@ -49,7 +49,7 @@ class Intrinsic:
 
 
 INIT_SCHEMES = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal",
-                "normal", "uniform", "zeros", "ones", "constant")
+                "normal", "uniform", "zeros", "ones", "constant", "identity", "orthogonal")
 
 
 class Word(str):
@@ -122,6 +122,32 @@ def _finite(value: int | float, fail: Callable[..., NetcTypeError]) -> float:
     return number
 
 
+def array_init(value: list | tuple, fail: Callable[..., NetcTypeError]) -> Init:
+    """A (nested) list of numbers as an initialiser holding exactly those values."""
+    shape: list[int] = []
+    level: Any = value
+    while isinstance(level, list | tuple):
+        if not level:
+            raise fail("a non-empty list of numbers")
+        shape.append(len(level))
+        level = level[0]
+    flat: list[float] = []
+
+    def walk(item: Any, depth: int) -> None:
+        if depth == len(shape):
+            if isinstance(item, list | tuple) or not (_is_int(item) or isinstance(item, float)):
+                raise fail("a list of numbers (nested lists of equal lengths)")
+            flat.append(_finite(item, fail))
+            return
+        if not isinstance(item, list | tuple) or len(item) != shape[depth]:
+            raise fail("a list of numbers (nested lists of equal lengths)")
+        for sub in item:
+            walk(sub, depth + 1)
+
+    walk(value, 0)
+    return Init("array", values=tuple(flat), shape=tuple(shape))
+
+
 def convert(value: Any, arg: Arg, span: Span, fname: str) -> Any:
     """Check `value` against `arg.kind` and return it in the op's preferred form."""
 
@@ -189,9 +215,13 @@ def convert(value: Any, arg: Arg, span: Span, fname: str) -> Any:
             return value
         if _is_int(value) or isinstance(value, float):
             return Init("constant", (("value", _finite(value, fail)),))
-        if isinstance(value, Intrinsic) and value.name in ("zeros", "ones"):
+        if isinstance(value, Intrinsic) and value.name in ("zeros", "ones", "orthogonal"):
             return Init(value.name)
-        raise fail("an initialiser (" + ", ".join(INIT_SCHEMES) + ") or a number")
+        if isinstance(value, Builtin) and value.name == "identity":  # the op's name, read as the initialiser
+            return Init("identity")
+        if isinstance(value, list | tuple):
+            return array_init(value, fail)
+        raise fail("an initialiser (" + ", ".join(INIT_SCHEMES) + "), a number, or a list of numbers")
     if kind == "dtype":
         if not isinstance(value, DType):
             raise fail("a dtype (f32, f64, i64, ...)")

@@ -38,6 +38,9 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "nplm.net": {"settings": {"V": 1000}, "int_high": 1000},
     "bag_of_embeddings.net": {"settings": {"V": 500}, "int_high": 500, "sizes": {"T": 7}},
     "wavenet_stack.net": {"sizes": {"T": 40}},
+    "spatial_transformer.net": {"sizes": {"N": 2, "H": 28, "W": 28}},
+    "unet1d.net": {"sizes": {"T": 13}},
+    "alexnet_lrn.net": {"settings": {"size": 67, "classes": 10}, "sizes": {"N": 1}},
 }
 
 # Trainable parameters (batchnorm running statistics excluded) at the default settings.
@@ -60,6 +63,8 @@ PARAMETER_COUNTS = {
     "vae_decoder.net": 652_824,
     "stochastic_binary_units.net": 178_110,
     "gumbel_sampling.net": 170,  # network VAE: encoder 330,040 + decoder 322,784 (used twice)
+    "alexnet_lrn.net": 60_965_224,  # Caffe's bvlc_alexnet (2 channel groups in conv2, conv4, conv5)
+    "dcgan_generator.net": 3_576_704,  # the PyTorch DCGAN tutorial's generator (nz=100, ngf=64)
 }
 
 _NETWORK = re.compile(r"^\s*network\s+[A-Za-z_]", re.M)

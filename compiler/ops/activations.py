@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from netc.compiler import dims as D
-from netc.compiler.ir import DType, Op
+from netc.compiler.ir import DType, Op, TensorType, Value
 from netc.compiler.ops.elementwise import _Unary
 from netc.compiler.ops.registry import REGISTRY, Arg, Case, register
 from netc.compiler.shapes import numel
@@ -26,13 +26,15 @@ class _Activation(_Unary):
         return op.attrs.get("axis", -1) < 0 and super().hoistable(op, varying)
 
 
-def lower_activation(ctx, act: str | None, x: str) -> str:
-    """Apply activation `act` (with its default attributes) to ONNX value `x`."""
+def lower_activation(ctx, act: str | None, x: str, dtype: DType = DType.f32) -> str:
+    """Apply activation `act` (with its default attributes) to ONNX value `x` of `dtype`
+    (the constants some activations make, e.g. hard_tanh's bounds, take that dtype)."""
     if act is None:
         return x
     opdef = REGISTRY[act]
     attrs = {a.name: a.default for a in opdef.signature if a.kind != "tensor"}
-    return opdef.lower(ctx, Op(act, [], [], attrs, None), [x])[0]
+    operand = Value(x, TensorType(dtype, ()))
+    return opdef.lower(ctx, Op(act, [operand], [], attrs, None), [x])[0]
 
 
 def _cases(expr: str) -> tuple[Case, ...]:

@@ -27,6 +27,7 @@ class Dense(OpDef):
         Case("dense(x, 5)", {"x": "{f}[3, 4]"}),
         Case("x -> dense(6, act=relu) -> dense(2, act=sigmoid, bias=false)", {"x": "{f}[N, 4]"}),
         Case("dense(x, 3, act=tanh, bias_init=0.5)", {"x": "{f}[T, N, 4]"}, note="rank 3"),
+        Case("dense(x * 3, 3, act=hard_tanh)", {"x": "{f}[N, 4]"}, note="an act= with constants of x's dtype"),
     )
 
     def build(self, b, x, units, act, bias, weight_init, bias_init):
@@ -68,4 +69,4 @@ class Dense(OpDef):
             y = ctx.node("MatMul", [x, w])[0]
             if bias:
                 y = ctx.node("Add", [y, bias])[0]
-        return [lower_activation(ctx, op.attrs["act"], y)]
+        return [lower_activation(ctx, op.attrs["act"], y, op.inputs[0].type.dtype)]

@@ -3,6 +3,8 @@ layers with learned or grouped nonlinearities that sit beside them: PReLU and ma
 
 from __future__ import annotations
 
+import numpy as np
+
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, Init, TensorType
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
@@ -15,14 +17,62 @@ def _float_input(b, name: str, x) -> None:
         raise b.type_error(f"{name} needs a floating-point tensor; got {x.type}", "convert with cast(x, f32)")
 
 
+# Ops whose rank-3 outputs are time-major sequences [T, N, D].
+_SEQUENCE_OPS = ("rnn", "lstm", "gru", "recur", "generate", "pyramid", "delay")
+# Symbolic dims on axis 0 that name time (netc's convention is [T, N, D]).
+_TIME_NAMES = ("T", "S", "time", "steps", "seq")
+_BATCH_NAMES = ("N", "B", "batch")
+
+
+def _sequence_origin(x) -> str | None:
+    """Why a rank-3 tensor reads as a time-major sequence: the sequence op it comes from
+    (through ops that keep the layout, e.g. activations), or a time-named axis 0."""
+    from netc.compiler.ops.registry import REGISTRY
+
+    v, hops = x, 0
+    while v.producer is not None and hops < 32:
+        op = v.producer
+        if op.kind in _SEQUENCE_OPS:
+            return f"it comes from {op.kind} (time-major [T, N, D])"
+        first = op.inputs[0] if op.inputs else None
+        if not REGISTRY[op.kind].step_polymorphic or first is None or first.type.rank != 3:
+            break
+        v, hops = first, hops + 1
+    names = D.symbols(x.type.shape[0])
+    if names & set(_TIME_NAMES):
+        return f"its axis 0 is {D.dim_str(x.type.shape[0])}, a time axis in netc's [T, N, D] convention"
+    return None
+
+
+def batchnorm_axis(b, x, axis) -> int:
+    """The statistics axis: `axis` when given; else 1, refused where a rank-3 input reads
+    as a time-major sequence (its axis 1 would be the batch)."""
+    if axis is not None:
+        return b.axis(axis, x.type.rank, "batchnorm: axis")
+    if x.type.rank == 3:
+        why = _sequence_origin(x)
+        batch = D.symbols(x.type.shape[1]) & set(_BATCH_NAMES)
+        if why is None and batch:
+            why = f"its axis 1 is the symbolic {D.dim_str(x.type.shape[1])}, a batch size in netc's [T, N, D] convention"
+        if why:
+            raise b.error(f"batchnorm on {x.type} would normalise axis 1, but {why}: the statistics would be "
+                          "per example of the batch",
+                          "for a time-major sequence [T, N, D], normalise the features: batchnorm(x, axis=2) "
+                          "(or layernorm(x))",
+                          "if axis 1 really holds channels [N, C, L], say so: batchnorm(x, axis=1)")
+    return 1
+
+
 @register
 class BatchNorm(OpDef):
     name = "batchnorm"
-    doc = ("scale * (x - mean) / sqrt(var + eps) + bias over the channel axis 1, with stored statistics "
-           "(inference form)")
+    doc = ("scale * (x - mean) / sqrt(var + eps) + bias per index of the channel axis (axis=, default 1; "
+           "a rank-3 input that reads as a time-major [T, N, D] sequence needs axis= given), with stored "
+           "statistics (inference form)")
     has_params = True
     signature = (
         Arg("x", "tensor"),
+        Arg("axis", "int", None, doc="the channel/feature axis; default 1 ([N, C, ...]); axis=2 for [T, N, D]"),
         Arg("eps", "float", 1e-5),
         Arg("momentum", "float", 0.9,
             doc="training only: running = momentum * running + (1 - momentum) * batch (the ONNX convention)"),
@@ -39,9 +89,14 @@ class BatchNorm(OpDef):
         Case("batchnorm(x, mean_init=uniform(low=-1, high=1), var_init=uniform(low=0.1, high=3))",
              {"x": "{f}[N, 6]"}, note="rank 2"),
         Case("batchnorm(x, momentum=0.99, var_init=2.0, bias_init=0.5)", {"x": "{f}[N, 4, T]"}, note="rank 3"),
+        Case("batchnorm(x, axis=2, mean_init=uniform(low=-1, high=1), var_init=uniform(low=0.1, high=3), "
+             "scale_init=normal(std=1))", {"x": "{f}[T, N, 5]"}, note="time-major sequence: features"),
+        Case("x -> rnn(4) -> batchnorm(axis=-1, bias_init=normal(std=1))", {"x": "{f}[T, N, 3]"},
+             note="after a recurrent layer"),
+        Case("batchnorm(x, axis=2, mean_init=normal(std=1))", {"x": "{f}[N, 3, 4, 5]"}, note="a middle axis"),
     )
 
-    def build(self, b, x, eps, momentum, scale_init, bias_init, mean_init, var_init):
+    def build(self, b, x, axis, eps, momentum, scale_init, bias_init, mean_init, var_init):
         if x.type.rank < 2:
             raise b.error(f"batchnorm needs a tensor of rank >= 2 with channels on axis 1; got {x.type}",
                           "for [N, D] features this is batchnorm(x); for a vector, unsqueeze(x, 0) first")
@@ -50,28 +105,50 @@ class BatchNorm(OpDef):
             raise b.error(f"batchnorm: eps must be positive; got {eps:g}")
         if not 0 <= momentum < 1:
             raise b.error(f"batchnorm: momentum must be in [0, 1); got {momentum:g}")
-        channels = b.static(x.type.shape[1], "batchnorm: the number of channels (axis 1)")
+        axis = batchnorm_axis(b, x, axis)
+        channels = x.type.shape[axis]
+        if not isinstance(channels, int):
+            raise b.error(f"batchnorm: the normalised axis {axis} of {x.type} is the symbolic {D.dim_str(channels)}: "
+                          "its size must be known at compile time (one mean, variance, scale and bias per index)",
+                          "choose the channel or feature axis with axis=")
         dtype = x.type.dtype
         scale = b.param("scale", (channels,), dtype, scale_init)
         bias = b.param("bias", (channels,), dtype, bias_init)
         mean = b.param("mean", (channels,), dtype, mean_init, trainable=False)
         var = b.param("var", (channels,), dtype, var_init, trainable=False)
-        return b.emit(self.name, [x, scale, bias, mean, var], {"eps": eps, "momentum": momentum})[0]
+        return b.emit(self.name, [x, scale, bias, mean, var], {"eps": eps, "momentum": momentum, "axis": axis})[0]
 
     def infer(self, attrs, inputs, b):
         x, *stats = inputs
+        axis = attrs.get("axis", 1)
         for t in stats:
-            if t.shape != (x.shape[1],) or t.dtype != x.dtype:
-                raise b.error(f"batchnorm: statistics {t} do not match the channels of {x}")
+            if t.shape != (x.shape[axis],) or t.dtype != x.dtype:
+                raise b.error(f"batchnorm: statistics {t} do not match axis {axis} of {x}")
         return [x]
 
     def flops(self, op):
         return D.mul(2, numel(op.inputs[0].type.shape))  # folded to x * a + c
 
     def lower(self, ctx, op, inputs):
-        # Inference-mode BatchNormalization with the statistics as initializers is what
-        # onnxruntime folds into a preceding Conv (and fuses with a following Relu).
-        return ctx.node("BatchNormalization", inputs, epsilon=op.attrs["eps"], momentum=op.attrs["momentum"])
+        axis = op.attrs.get("axis", 1)
+        if axis == 1:
+            # Inference-mode BatchNormalization with the statistics as initializers is what
+            # onnxruntime folds into a preceding Conv (and fuses with a following Relu).
+            return ctx.node("BatchNormalization", inputs, epsilon=op.attrs["eps"], momentum=op.attrs["momentum"])
+        # Another axis: x * a + c with a = scale / sqrt(var + eps), c = bias - mean * a, the
+        # [C] vectors shaped to broadcast over that axis (computed from initializers, so
+        # onnxruntime folds them at load).
+        x, scale, bias, mean, var = inputs
+        xt = op.inputs[0].type
+        eps = ctx.const(np.asarray(op.attrs["eps"], dtype=xt.dtype.numpy), "eps")
+        a = ctx.node("Div", [scale, ctx.node("Sqrt", [ctx.node("Add", [var, eps])[0]])[0]])[0]
+        c = ctx.node("Sub", [bias, ctx.node("Mul", [mean, a])[0]])[0]
+        trailing = xt.rank - 1 - axis
+        if trailing:
+            shape = ctx.ints([xt.shape[axis]] + [1] * trailing)
+            a = ctx.node("Reshape", [a, shape])[0]
+            c = ctx.node("Reshape", [c, shape])[0]
+        return ctx.node("Add", [ctx.node("Mul", [x, a])[0], c])
 
 
 @register

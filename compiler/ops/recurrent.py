@@ -66,6 +66,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, Init, Op, TensorType, Value
+from netc.compiler.ops.activations import lower_activation
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
 from netc.compiler.shapes import same_dim
 
@@ -170,7 +171,19 @@ _COMMON_ARGS = (
     Arg("lengths", "any", None, doc="i32[N]: the real steps of each sequence"),
     Arg("lowering", "choice", "auto", choices=LOWERINGS, doc="native ONNX op, Scan, or the measured choice"),
     Arg("return_state", "bool", False, doc="also return the final state(s)"),
+    Arg("weight_init", "init", None, doc="input weights W (default: PyTorch's uniform +-1/sqrt(hidden))"),
+    Arg("recurrent_init", "init", None,
+        doc="recurrent weights R, e.g. identity (IRNN) or orthogonal (one block per gate)"),
+    Arg("bias_init", "init", None, doc="both biases b and rb (the sum is the effective bias)"),
 )
+
+# The activations onnxruntime's native RNN kernel computes, with their netc defaults as
+# (ONNX name, activation_alpha, activation_beta); any other activation lowers to Scan.
+NATIVE_RNN_ACTS: dict[str, tuple[str, float | None, float | None]] = {
+    "tanh": ("Tanh", None, None), "relu": ("Relu", None, None), "sigmoid": ("Sigmoid", None, None),
+    "softplus": ("Softplus", None, None), "leaky_relu": ("LeakyRelu", 0.01, None), "elu": ("Elu", 1.0, None),
+    "identity": ("Affine", 1.0, 0.0),
+}
 
 
 class _Recurrent(OpDef):
@@ -184,7 +197,8 @@ class _Recurrent(OpDef):
     float_dtypes = (DType.f32,)
     cell: str = ""
 
-    def build(self, b, x, hidden, bidirectional, layers, init, lengths, lowering, return_state, **cell_args):
+    def build(self, b, x, hidden, bidirectional, layers, init, lengths, lowering, return_state, weight_init,
+              recurrent_init, bias_init, **cell_args):
         what = self.name
         if not isinstance(x, Value):
             raise b.type_error(f"{what} expects a tensor; got {type(x).__name__}")
@@ -208,9 +222,12 @@ class _Recurrent(OpDef):
             for d in range(dirs):
                 shapes = {"W": (gates * hidden, d_in), "R": (gates * hidden, hidden),
                           "b": (gates * hidden,), "rb": (gates * hidden,), "p": (n_peep * hidden,)}
+                chosen = {"W": weight_init, "R": recurrent_init, "b": bias_init, "rb": bias_init}
+                fans = {"W": (d_in, gates * hidden), "R": (hidden, gates * hidden)}
                 for kind in param_kinds(peephole):
-                    params.append(b.param(param_local_name(layer, d, kind), shapes[kind], dtype, init_scheme,
-                                          fan_in=hidden, fan_out=hidden))
+                    fan_in, fan_out = fans.get(kind, (hidden, hidden))
+                    params.append(b.param(param_local_name(layer, d, kind), shapes[kind], dtype,
+                                          chosen.get(kind) or init_scheme, fan_in=fan_in, fan_out=fan_out))
         outs = b.emit(self.name, [x, lengths, h0, c0, *params], attrs)
         if not return_state:
             return outs[0]
@@ -227,6 +244,11 @@ class _Recurrent(OpDef):
                            f"got {type(init).__name__}")
 
     def _check_attrs(self, b, attrs: dict[str, Any], x: TensorType) -> None:
+        act = attrs.get("act", "tanh")
+        if attrs["lowering"] == "native" and act not in NATIVE_RNN_ACTS:
+            raise b.type_error(f"{self.name}: onnxruntime's native RNN has no {act} activation",
+                               'use lowering="scan" or "auto" (which picks Scan for it); native: '
+                               + ", ".join(NATIVE_RNN_ACTS))
         if attrs["lowering"] == "native" and x.dtype is not DType.f32:
             raise b.type_error(f"{self.name}: lowering=\"native\" needs f32 (onnxruntime's {_ONNX_OP[self.cell]} "
                                f"kernel is float32-only); got {x}", 'use lowering="scan" or "auto"')
@@ -264,7 +286,10 @@ class _Recurrent(OpDef):
     def lower(self, ctx, op, inputs):
         spec = _Spec.of(op)
         x = op.inputs[0].type
-        if choose_lowering(self.cell, x.dtype, op.attrs["lowering"], op.attrs["hidden"], x.shape[1]) == "native":
+        requested = op.attrs["lowering"]
+        if op.attrs.get("act", "tanh") not in NATIVE_RNN_ACTS:
+            requested = "scan"
+        if choose_lowering(self.cell, x.dtype, requested, op.attrs["hidden"], x.shape[1]) == "native":
             return _lower_native(ctx, spec, inputs)
         return _lower_scan(ctx, spec, inputs, op)
 
@@ -276,10 +301,14 @@ _X3 = "{f}[5, 2, 3]"
 class Rnn(_Recurrent):
     name = "rnn"
     cell = "rnn"
-    doc = "vanilla (Elman) RNN over a time-major sequence: h_t = act(W x_t + b + R h_{t-1} + rb)"
+    doc = ("vanilla (Elman) RNN over a time-major sequence: h_t = act(W x_t + b + R h_{t-1} + rb), any "
+           "activation (native ONNX RNN for tanh, relu, sigmoid, softplus, leaky_relu, elu, identity)")
 
     signature = (Arg("x", "tensor"), Arg("hidden", "int", positive=True),
-                 Arg("act", "choice", "tanh", choices=("tanh", "relu")), *_COMMON_ARGS)
+                 Arg("act", "act", "tanh", doc="any activation; none is the identity"), *_COMMON_ARGS)
+
+    def build(self, b, x, hidden, act, **common):
+        return super().build(b, x, hidden, act=act or "identity", **common)
 
     cases = (
         Case("rnn(x, 4)", {"x": _X3}),
@@ -295,6 +324,19 @@ class Rnn(_Recurrent):
   y, h = rnn(x, 3, bidirectional=true, layers=2, init=h0, lengths=lens, lowering="scan", return_state=true)
   output out = y
   output hn = h""", {"x": "{f}[5, N, 3]", "h0": "{f}[4, N, 3]", "lens": "i32[N]"}, int_high=6),
+        Case("rnn(x, 4, act=sigmoid)", {"x": "{f}[T, N, 3]"}, note="the lectures' naive RNN"),
+        Case('rnn(x, 3, act=sigmoid, bidirectional=true, lowering="native")', {"x": _X3}),
+        Case('rnn(x, 3, act=leaky_relu, lowering="native")', {"x": _X3}, note="activation_alpha"),
+        Case('rnn(x, 3, act=elu, layers=2, lowering="native")', {"x": _X3}),
+        Case('rnn(x, 3, act=softplus, lowering="native")', {"x": _X3}),
+        Case('rnn(x * 0.5, 3, act=none, lowering="native")', {"x": _X3}, note="linear: Affine"),
+        Case('rnn(x, 3, act=gelu, lengths=lens)', {"x": "{f}[5, N, 3]", "lens": "i32[N]"}, int_high=6,
+             note="no native form: Scan"),
+        Case('rnn(x, 3, act=swish, bidirectional=true)', {"x": _X3}),
+        Case("rnn(x, 4, act=relu, recurrent_init=identity, weight_init=normal(std=0.1))", {"x": "{f}[T, N, 3]"},
+             note="IRNN"),
+        Case('lstm(x, 3, recurrent_init=orthogonal, weight_init=glorot_uniform)', {"x": _X3},
+             note="initialisers on another cell"),
     )
 
 
@@ -513,7 +555,12 @@ def _lower_native(ctx, spec: _Spec, inputs: list[str]) -> list[str]:
         attrs: dict[str, Any] = {"hidden_size": spec.hidden, "layout": 0,
                                  "direction": "bidirectional" if spec.dirs == 2 else "forward"}
         if spec.cell == "rnn":
-            attrs["activations"] = [spec.act.capitalize()] * spec.dirs
+            name, alpha, beta = NATIVE_RNN_ACTS[spec.act]
+            attrs["activations"] = [name] * spec.dirs
+            if alpha is not None:
+                attrs["activation_alpha"] = [alpha] * spec.dirs
+            if beta is not None:
+                attrs["activation_beta"] = [beta] * spec.dirs
         elif spec.cell == "gru":
             attrs["linear_before_reset"] = 1 if spec.reset == "after" else 0
         else:
@@ -747,7 +794,11 @@ def _step(body: _Body, spec: _Spec, p: _DirParams, xs: list[str], h: str, c: str
     H = spec.hidden
     if spec.cell == "rnn":
         pre = body.one("Gemm", h, p.rt, xs[0])
-        return body.one(spec.act.capitalize(), pre), ""
+        # The activation's own lowering, built in a child context and moved into the body.
+        sub = ctx.child()
+        h_new = lower_activation(sub, spec.act, pre, spec.op.inputs[0].type.dtype)
+        body.nodes.extend(sub.nodes)
+        return h_new, ""
     if spec.cell == "gru":
         x_zr, x_h = xs
         zr = body.one("Sigmoid", body.one("Gemm", h, p.rt, x_zr))

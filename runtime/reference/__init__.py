@@ -2,15 +2,19 @@
 
 from netc.runtime.reference import (  # noqa: F401  (importing registers the references)
     conv,
+    conv_transpose,
     embed,
     indexing,
     loops,
+    lrn,
     math,
     norm,
     pool,
     random,
     recurrent,
     reduce,
+    resize,
+    sampling,
     select,
     shape,
 )

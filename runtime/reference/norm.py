@@ -7,18 +7,23 @@ import numpy as np
 from netc.runtime.reference.registry import ref
 
 
-def _channel(v: np.ndarray, rank: int) -> np.ndarray:
-    """A per-channel vector [C] shaped to broadcast over axis 1 of a rank-`rank` tensor."""
-    return v.reshape((1, -1) + (1,) * (rank - 2))
+def _channel(v: np.ndarray, rank: int, axis: int = 1) -> np.ndarray:
+    """A per-channel vector [C] shaped to broadcast over `axis` of a rank-`rank` tensor."""
+    return v.reshape((1,) * axis + (-1,) + (1,) * (rank - axis - 1))
 
 
 @ref("batchnorm")
-def batchnorm(x, scale, bias, mean, var, *, eps, momentum):
-    # y = gamma (x - mu) / sqrt(sigma^2 + eps) + beta, with the stored statistics.
+def batchnorm(x, scale, bias, mean, var, *, eps, momentum, axis=1):
+    # y = gamma (x - mu) / sqrt(sigma^2 + eps) + beta, with the stored statistics of each
+    # index of `axis`.
     x64 = x.astype(np.float64)
     r = x.ndim
-    y = _channel(scale, r) * (x64 - _channel(mean, r)) / np.sqrt(_channel(var, r).astype(np.float64) + eps)
-    return (y + _channel(bias, r)).astype(x.dtype)
+
+    def per(v):
+        return _channel(v.astype(np.float64), r, axis)
+
+    y = per(scale) * (x64 - per(mean)) / np.sqrt(per(var) + eps)
+    return (y + per(bias)).astype(x.dtype)
 
 
 @ref("layernorm")

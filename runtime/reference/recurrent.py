@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from netc.runtime.reference.math import apply_activation
 from netc.runtime.reference.registry import ref
 
 
@@ -23,13 +24,10 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
     return out
 
 
-_ACT = {"tanh": np.tanh, "relu": lambda a: np.maximum(a, 0.0)}
-
-
 def _rnn_step(x, h, c, p, attrs):
-    """h_t = act(W x_t + b + R h_{t-1} + rb)."""
+    """h_t = act(W x_t + b + R h_{t-1} + rb), act the activation's own reference."""
     a = p["W"] @ x + p["b"] + p["R"] @ h + p["rb"]
-    return _ACT[attrs["act"]](a), None
+    return apply_activation(attrs["act"], a), None
 
 
 def _lstm_step(x, h, c, p, attrs):
