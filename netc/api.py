@@ -245,6 +245,7 @@ def open_model(model: Compiled | onnx.ModelProto | str | Path, provider: str = "
     specs = specs_from_session(session.session)
     if compiled is not None:  # integer inputs draw random values in range of the ops using them
         specs = with_bounds(specs, integer_bounds(compiled.graph))
+        session.graph = compiled.graph
     return session, specs
 
 

@@ -153,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("bench", help="measure latency and throughput per batch size",
-                       description="Time MODEL on onnxruntime with random inputs. The batch dim is the first "
-                                   "symbolic dim of the first input (usually N); other symbolic dims take "
+                       description="Time MODEL on onnxruntime with random inputs. The batch dim is N, else the "
+                                   "first symbolic dim that is not a sequence axis (or --batch-dim); other "
+                                   "symbolic dims take "
                                    "--set sizes, else 1. Reports p50/p90/p99 and mean latency and samples/s.")
     p.add_argument("model", metavar="MODEL", help="a .onnx file or a .net file")
     p.add_argument("--batch", type=parse_batches, metavar="B1,B2,...",
@@ -165,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--iterations", type=positive_int, metavar="I", help="timed runs per batch size")
     budget.add_argument("--seconds", type=non_negative_float, metavar="S",
                         help="time budget per batch size (default 1 s, at least 5 runs)")
+    p.add_argument("--batch-dim", metavar="NAME",
+                   help="the symbolic dim that --batch sizes (default: N, else the first symbolic dim that "
+                        "is not a sequence axis such as T)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _runtime_options(p)
     _model_options(p)
@@ -349,8 +353,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     session, specs, sizes = _open(args)
     results = bench_mod.bench(session, specs, args.batch, args.warmup, args.iterations, args.seconds, sizes,
-                              args.seed)
-    batch_name = bench_mod.batch_dim(specs)
+                              args.seed, args.batch_dim)
+    batch_name = bench_mod.batch_dim(specs, args.batch_dim)
+    for warning in bench_mod.warnings_for(results):
+        print(f"netc: warning: {warning}", file=sys.stderr)
     if args.json:
         print(bench_mod.to_json(results, str(args.model), batch_name))
     else:
