@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one input from a .npy file (repeatable)")
     p.add_argument("--inputs", metavar="FILE.npz", help="inputs from a .npz archive; keys are input names")
     p.add_argument("--random", action="store_true", help="make up the inputs not given, from --seed")
+    p.add_argument("--cast-inputs", action="store_true",
+                   help="cast inputs of another dtype within their kind (float64 -> float32, int32 -> int64); "
+                        "without it they are refused")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs (atomically) instead of printing")
     _runtime_options(p)
     _model_options(p)
@@ -330,6 +333,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_output_path(args.output, *sources)
     given = read_inputs(args.input, args.inputs)
     session, specs, sizes = _open(args)
+    if args.cast_inputs:
+        from netc.runtime.casting import cast_inputs
+
+        given = cast_inputs(specs, given)
     if args.random:
         feeds = random_inputs(specs, args.seed, sizes, default=1, given=given)
         made = [s for s in specs if s.name not in given]
