@@ -49,6 +49,7 @@ class CompileOptions:
     weights: str | Path | None = None
     allow_import_root: str | Path | None = None
     limits: Limits = DEFAULT_LIMITS
+    cast_weights: bool = False  # convert weights of another float dtype (else an error)
 
 
 @dataclass
@@ -131,7 +132,7 @@ def compile_file(path: str | Path, options: CompileOptions | None = None, source
     graph = build_graph(program, options.network, options.settings, options.limits)
     weights = read_weight_file(options.weights) if options.weights else None
     source_name = f"weight file {options.weights}" if options.weights else "weights"
-    params = materialise(graph, options.seed, weights, source_name)
+    params = materialise(graph, options.seed, weights, source_name, cast=options.cast_weights)
     metadata = {"netc.version": __version__, "netc.source": os.path.basename(str(path)),
                 "netc.network": graph.name, "netc.seed": str(options.seed)}
     if options.weights:

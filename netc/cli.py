@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     _network_options(p)
     _weight_options(p)
     p.set_defaults(handler=cmd_verify)
+
+    from netc import weights_cli  # `netc weights import`
+
+    weights_cli.add_parser(sub, _network_options)
     return parser
 
 
@@ -216,6 +220,8 @@ def _weight_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="W.npz|W.safetensors",
                    help="trained weights by parameter name (see `netc params`); default: initialise from --seed")
     p.add_argument("--seed", type=int, default=0, help="seed of the parameter initialisers (default 0)")
+    p.add_argument("--cast-weights", action="store_true",
+                   help="convert weights of another float dtype (f64, f16) to the parameter's; refused without it")
 
 
 def _runtime_options(p: argparse.ArgumentParser) -> None:
@@ -233,6 +239,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("when MODEL is a .net file")
     group.add_argument("--network", "-n", metavar="NAME", help="which network of the file")
     group.add_argument("--weights", metavar="W.npz|W.safetensors", help="trained weights by parameter name")
+    group.add_argument("--cast-weights", action="store_true",
+                       help="convert weights of another float dtype to the parameter's; refused without it")
     group.add_argument("--allow-import-root", metavar="DIR", help="allow imports from anywhere below DIR")
 
 
@@ -255,7 +263,7 @@ def _options(args: argparse.Namespace) -> api.CompileOptions:
     return api.CompileOptions(network=args.network, settings=_settings(args),
                               opset=getattr(args, "opset", DEFAULT_OPSET), seed=getattr(args, "seed", 0),
                               weights=getattr(args, "weights", None), allow_import_root=args.allow_import_root,
-                              limits=_limits(args))
+                              limits=_limits(args), cast_weights=getattr(args, "cast_weights", False))
 
 
 def _require_file(path: str, what: str = "file") -> Path:
