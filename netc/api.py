@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from netc import __version__
+from netc import __version__, progress
 from netc.compiler.elaborate import NetworkOptions, choose_network, elaborate_network
 from netc.compiler.ir import Graph
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
@@ -128,16 +128,20 @@ def compile_file(path: str | Path, options: CompileOptions | None = None, source
     if options.opset not in SUPPORTED_OPSETS:
         raise NetcInputError(f"opset {options.opset} is not supported; use {SUPPORTED_OPSETS.start}.."
                              f"{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
-    program = load(path, source, options.allow_import_root, options.limits)
-    graph = build_graph(program, options.network, options.settings, options.limits)
-    weights = read_weight_file(options.weights) if options.weights else None
-    source_name = f"weight file {options.weights}" if options.weights else "weights"
-    params = materialise(graph, options.seed, weights, source_name, cast=options.cast_weights)
+    with progress.stage("parse"):
+        program = load(path, source, options.allow_import_root, options.limits)
+    with progress.stage("elaborate"):
+        graph = build_graph(program, options.network, options.settings, options.limits)
+    with progress.stage("weights"):
+        weights = read_weight_file(options.weights) if options.weights else None
+        source_name = f"weight file {options.weights}" if options.weights else "weights"
+        params = materialise(graph, options.seed, weights, source_name, cast=options.cast_weights)
     metadata = {"netc.version": __version__, "netc.source": os.path.basename(str(path)),
                 "netc.network": graph.name, "netc.seed": str(options.seed)}
     if options.weights:
         metadata["netc.weights"] = os.path.basename(str(options.weights))
-    model = lower_graph(graph, params, options.opset, metadata)
+    with progress.stage("lower"):
+        model = lower_graph(graph, params, options.opset, metadata)
     return Compiled(graph, params, model)
 
 
@@ -315,8 +319,9 @@ def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: 
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise NetcInputError("verify needs at least one seed")
-    return verify(compiled.graph, compiled.params, compiled.model, seed_list, rtol, atol, per_op,
-                  options.opset, provider)
+    with progress.stage("verify"):
+        return verify(compiled.graph, compiled.params, compiled.model, seed_list, rtol, atol, per_op,
+                      options.opset, provider)
 
 
 def bench(model: Compiled | onnx.ModelProto | str | Path, batches: Sequence[int] | None = None,

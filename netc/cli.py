@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netc import __version__, api
+from netc import __version__, api, progress
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.lowering import DEFAULT_OPSET, SUPPORTED_OPSETS
 from netc.dsl.errors import NetcError, NetcInputError, NetcVerifyError, SourceCache, render
@@ -198,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     from netc import weights_cli  # `netc weights import`
 
     weights_cli.add_parser(sub, _network_options)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (shown only on a terminal)")
+    for command in sub.choices.values():  # `netc compile -q` as well as `netc -q compile`
+        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                             help="no progress on stderr (shown only on a terminal)")
     return parser
 
 
@@ -322,7 +326,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     check_output_path(out, source, args.weights)  # before the work, so a mistake costs nothing
     start = time.perf_counter()
     compiled = api.compile_file(source, _options(args))
-    api.save_model(compiled.model, out, source)
+    with progress.stage("save"):
+        api.save_model(compiled.model, out, source)
     ms = (time.perf_counter() - start) * 1e3
     total = sum(p.size for p in compiled.graph.params)
     trainable = sum(p.size for p in compiled.graph.params if p.trainable)
@@ -402,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, and usage errors (exit 2)
         return done.code if isinstance(done.code, int) else EXIT_USAGE
     try:
-        return args.handler(args)
+        with progress.reporting(getattr(args, "quiet", False)):  # stages on stderr, if a terminal
+            return args.handler(args)
     except NetcError as err:
         sys.stdout.flush()
         print(render(err, SourceCache()), file=sys.stderr)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from netc import progress
 from netc.dsl.errors import NetcInputError
 from netc.runtime.inputs import InputSpec, random_inputs
 from netc.runtime.ort_errors import translate
@@ -127,9 +128,10 @@ def bench(session: Session, specs: Sequence[InputSpec], batches: Sequence[int] |
                                     f"onnxruntime failed at batch size {batch}") from None
                 raise
 
-        for _ in range(warmup):
-            run_once()
-        times = _timed_runs(run_once, iterations, seconds)
+        with progress.stage(f"batch {batch}"):
+            for _ in range(warmup):
+                run_once()
+            times = _timed_runs(run_once, iterations, seconds)
         ms = np.asarray(times) * 1e3
         samples = batch if batch_name is not None else 1
         results.append(BenchResult(

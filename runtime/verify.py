@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from netc import progress
 from netc.compiler.ir import DType, Graph, Op
 from netc.compiler.lowering import DEFAULT_OPSET, lower_graph
 from netc.dsl.errors import NetcVerifyError
@@ -144,13 +145,16 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
     used_sizes: list[dict[str, int]] = []
     failing: tuple[int, dict[str, np.ndarray]] | None = None
     first: tuple[int, dict[str, np.ndarray]] | None = None
+    seed_count = progress.counter("verify seeds", len(seeds), "seeds")
     for seed in seeds:
         cycle = SIZES if seed % 2 == 0 else SIZES[::-1]
         inputs = random_inputs(specs, seed, sizes, default=cycle)
         first = first or (seed, inputs)
         used_sizes.append(check_inputs(specs, inputs))
         got = run_session(session, inputs, specs)
-        want = run_graph(graph, params, inputs)
+        with progress.counter(f"seed {seed}: reference", len(graph.ops), "ops") as ops:
+            want = run_graph(graph, params, inputs, on_op=lambda _op, ops=ops: ops.update())
+        seed_count.update()
         for name, expected in want.items():
             c = compare(name, got[name], expected, rtol, atol)
             prev = worst.get(name)
@@ -158,6 +162,7 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
                 worst[name] = c
             if not c.ok and failing is None:
                 failing = (seed, inputs)
+    seed_count.close()
     for name, c in worst.items():  # report the declared type; the errors are the worst over the seeds
         c.type = str(graph.outputs[name].type)
     report = VerifyReport(graph.name, session.provider, list(seeds), used_sizes,
