@@ -123,7 +123,11 @@ def materialise(graph: Graph, seed: int = 0, weights: Mapping[str, np.ndarray] |
         if weights is not None and p.name in weights:
             array = np.asarray(weights[p.name])
             if tuple(array.shape) != p.shape:
-                problems.append(f"'{p.name}' has shape {list(array.shape)}, the network expects {list(p.shape)}")
+                transposed = array.ndim == 2 and tuple(array.shape[::-1]) == p.shape
+                problems.append(f"'{p.name}' has shape {list(array.shape)}, the network expects {list(p.shape)}"
+                                + (" (the transpose: a PyTorch nn.Linear weight is [out, in], netc's dense "
+                                   "weight [in, out]; `netc weights import` converts a state dict)"
+                                   if transposed else ""))
                 continue
             if not _dtype_compatible(array.dtype, p.dtype, cast):
                 problems.append(f"'{p.name}' has dtype {array.dtype}, the network expects {p.dtype.value}"

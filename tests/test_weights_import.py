@@ -222,3 +222,13 @@ def test_creation_order_is_rebuilt_from_sorted_names() -> None:
     modules, _ = group_modules(state)
     assert [m.path for m in modules] == ["conv1", "bn1", "layer1.0.conv1", "layer1.0.bn1", "layer2.0.conv1",
                                          "layer2.0.downsample.0", "layer10.0.conv1", "fc"]
+
+
+def test_weights_option_says_transpose(tmp_path: Path) -> None:
+    net = tmp_path / "d.net"
+    net.write_text(DENSE_NET)
+    (graph,) = netc.check_file(net)
+    arrays = {p.name: np.zeros(p.shape[::-1], np.float32) for p in graph.params}
+    np.savez(tmp_path / "w.npz", **arrays)
+    with pytest.raises(netc.NetcError, match=r"has shape \[2, 3\], the network expects \[3, 2\] \(the transpose"):
+        netc.compile_file(net, weights=tmp_path / "w.npz")
