@@ -50,11 +50,22 @@ def out_of_range_ids(specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray]
         bad = high if high >= spec.int_high else low if low < 0 else None
         if bad is not None:
             where = tuple(int(i) for i in np.argwhere(array == bad)[0])
-            return NetcInputError(
+            error = NetcInputError(
                 f"input '{spec.name}' has id {bad} at index {list(where)}, the vocabulary is {spec.int_high} "
                 f"(valid ids 0..{spec.int_high - 1})", None,
                 ["map unknown words to a reserved id, or enlarge the vocabulary"])
+            error.bound = spec.int_high  # which embedding (or one-hot) it is, for the note
+            return error
     return None
+
+
+def _op_bound(op: Op) -> int | None:
+    """An embedding's vocabulary or a one-hot's depth."""
+    if op.kind == "one_hot":
+        depth = op.attrs.get("depth")
+        return depth if isinstance(depth, int) else None
+    tables = [v.param for v in op.inputs if v is not None and v.param is not None]
+    return tables[0].shape[0] if tables and tables[0].shape else None
 
 
 def translate(err: BaseException, specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray],
@@ -62,8 +73,9 @@ def translate(err: BaseException, specs: Sequence[InputSpec], feeds: Mapping[str
     """A netc error for the onnxruntime exception `err`, raised running with `feeds`."""
     ids = out_of_range_ids(specs, feeds)
     if ids is not None:
+        bound = getattr(ids, "bound", None)
         for op in graph.walk() if graph is not None else ():
-            if op.kind in ("embed", "one_hot") and op.span is not None:
+            if op.kind in ("embed", "one_hot") and op.span is not None and _op_bound(op) == bound:
                 ids.with_note(op.span, f"the {op.kind} '{op.label or op.kind}' reading it")
                 break
         return ids

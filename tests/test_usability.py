@@ -193,3 +193,19 @@ def test_readme_commands_parse_and_name_real_files() -> None:
     assert ".venv/bin/netc" in readme and "3 an internal error" in readme and "np.save(" in readme
     quick = (ROOT / "tools" / "quickstart.sh").read_text()
     assert "RANDOM" in quick and "out/resnet50.onnx" in readme and "out/resnet50.onnx" in quick
+
+
+TWO_VOCABS = """network T {
+  input tags: i64[N]
+  input ids: i64[N]
+  output y = concat([tags -> embed(10, 4), ids -> embed(5000, 4)], axis=1)
+}
+"""
+
+
+def test_the_note_points_at_the_embedding_of_that_vocabulary() -> None:
+    compiled = netc.compile_source(TWO_VOCABS, name="t.net")
+    with pytest.raises(netc.NetcError) as info:
+        netc.run(compiled, {"tags": np.array([1, 2]), "ids": np.array([3, 5000])})
+    assert "input 'ids' has id 5000" in info.value.message
+    assert [note for _, note in info.value.notes] == ["the embed 'embed1' reading it"]
