@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up netc, then check, compile, run and benchmark a bundled example (ResNet-50),
-# saying what each step does. Needs about 0.6 GB of disk: the virtual environment
+# saying what each step does. Needs about 0.4 GB of disk: the virtual environment
 # (.venv, without PyTorch) and the model (out/resnet50.onnx, about 100 MB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
