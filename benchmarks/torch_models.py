@@ -6,8 +6,8 @@ is on the bottleneck's 3x3 conv; convolutions before batch normalisation have no
 1x1 conv + batchnorm projects the shortcut when the shape changes). `mnist_mlp` is the
 784-500-500-10 MLP of examples/mnist_mlp.net.
 
-`netc_params` gives a module's weights under netc's parameter names (both list their
-tensors in the same order), so that the two models can be compared output for output.
+`netc_params` gives a module's weights under netc's parameter names (with netc's PyTorch
+importer), so that the two models can be compared output for output.
 """
 
 from __future__ import annotations
@@ -142,22 +142,12 @@ def trainable_count(module: nn.Module) -> int:
 
 def netc_params(module: nn.Module, graph: Any) -> dict[str, np.ndarray]:
     """`module`'s parameters and batchnorm statistics as a netc weight dict for `graph`
-    (a netc IR graph). Both list their tensors in the same order: torch in registration
-    order, netc in creation order. Linear weights are transposed: torch's are [out, in],
-    netc's dense weights [in, out]."""
-    tensors: list[tuple[str, torch.Tensor, bool]] = []  # (name, tensor, is a Linear weight)
-    for mod_name, mod in module.named_modules():
-        for name, p in mod.named_parameters(recurse=False):
-            tensors.append((f"{mod_name}.{name}", p, isinstance(mod, nn.Linear) and name == "weight"))
-        if isinstance(mod, nn.BatchNorm2d):
-            tensors += [(f"{mod_name}.{name}", getattr(mod, name), False) for name in ("running_mean", "running_var")]
-    if len(tensors) != len(graph.params):
-        raise ValueError(f"netc's {graph.name} has {len(graph.params)} tensors, the torch module {len(tensors)}")
-    weights = {}
-    for param, (name, tensor, linear) in zip(graph.params, tensors):
-        value = tensor.detach().numpy()
-        value = np.ascontiguousarray(value.T if linear else value)
-        if tuple(value.shape) != tuple(param.shape):
-            raise ValueError(f"torch {name} {list(value.shape)} does not fit netc {param.name} {list(param.shape)}")
-        weights[param.name] = value
-    return weights
+    (a netc IR graph), through netc's own importer (`netc weights import`), which pairs
+    PyTorch modules with netc layers by order and shapes and converts layouts."""
+    from netc.compiler.torch_import import import_state_dict
+
+    state = {name: tensor.detach().cpu().numpy() for name, tensor in module.state_dict().items()}
+    result = import_state_dict(state, graph)
+    if result.unfilled or result.unmatched_torch:
+        raise ValueError(f"torch module does not fit netc's {graph.name}:\n{result.report()}")
+    return result.weights

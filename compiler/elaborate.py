@@ -19,6 +19,7 @@ from netc.compiler import dims as D
 from netc.compiler import intrinsics, tensor_syntax
 from netc.compiler.builder import Builder
 from netc.compiler.ir import DType, Graph, TensorType, Value
+from netc.compiler.keywords import unknown_keyword_hint
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.operands import is_literal
 from netc.compiler.ops import REGISTRY
@@ -540,6 +541,15 @@ def bind_arguments(fname: str, signature: tuple[Arg, ...], args: list[tuple[Any,
     """Match positional and keyword arguments to `signature` and convert each to its kind."""
     bound: dict[str, Any] = {}
     positional = list(args)
+    # Unknown keywords first: `conv2d(16, kernal=3)` is a typo of `kernel`, not a call
+    # missing its kernel.
+    names = {a.name for a in signature}
+    if not any(a.kind == "kwargs" for a in signature):
+        for key, (_, s) in kwargs.items():
+            if key not in names:
+                raise NetcNameError(f"{fname}() has no argument '{key}'", s,
+                                    [unknown_keyword_hint(key, names)
+                                     or f"signature: {signature_text(fname, signature)}"])
     for arg in signature:
         if arg.kind == "kwargs":  # the remaining keyword arguments, kept with their spans
             known = {a.name for a in signature}
@@ -570,13 +580,6 @@ def bind_arguments(fname: str, signature: tuple[Arg, ...], args: list[tuple[Any,
         value, s = positional[0]
         raise NetcTypeError(f"{fname}() takes at most {len(signature)} positional arguments; "
                             f"got {len(args)}", s, [f"signature: {signature_text(fname, signature)}"])
-    names = {a.name for a in signature}
-    if any(a.kind == "kwargs" for a in signature):
-        names |= set(kwargs)
-    for key, (_, s) in kwargs.items():
-        if key not in names:
-            raise NetcNameError(f"{fname}() has no argument '{key}'", s,
-                                [did_you_mean(key, names) or f"signature: {signature_text(fname, signature)}"])
     return bound
 
 

@@ -127,11 +127,12 @@ def read_weight_file(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def materialise(graph: Graph, seed: int = 0, weights: Mapping[str, np.ndarray] | None = None,
-                source: str = "weights", strict: bool = True) -> dict[str, np.ndarray]:
+                source: str = "weights", strict: bool = True, cast: bool = False) -> dict[str, np.ndarray]:
     """Values for every parameter: loaded from `weights` when given, else initialised.
 
-    With `weights`, every parameter must be present with its exact shape and a compatible
-    dtype, and no tensor may be left over (`strict`).
+    With `weights`, every parameter must be present with its exact shape and dtype (with
+    `cast`, a float of another precision is converted), and no tensor may be left over
+    (`strict`).
     """
     values: dict[str, np.ndarray] = {}
     problems: list[str] = []
@@ -149,10 +150,16 @@ def materialise(graph: Graph, seed: int = 0, weights: Mapping[str, np.ndarray] |
         if weights is not None and p.name in weights:
             array = np.asarray(weights[p.name])
             if tuple(array.shape) != p.shape:
-                problems.append(f"'{p.name}' has shape {list(array.shape)}, the network expects {list(p.shape)}")
+                transposed = array.ndim == 2 and tuple(array.shape[::-1]) == p.shape
+                problems.append(f"'{p.name}' has shape {list(array.shape)}, the network expects {list(p.shape)}"
+                                + (" (the transpose: a PyTorch nn.Linear weight is [out, in], netc's dense "
+                                   "weight [in, out]; `netc weights import` converts a state dict)"
+                                   if transposed else ""))
                 continue
-            if not _dtype_compatible(array.dtype, p.dtype):
-                problems.append(f"'{p.name}' has dtype {array.dtype}, the network expects {p.dtype.value}")
+            if not _dtype_compatible(array.dtype, p.dtype, cast):
+                problems.append(f"'{p.name}' has dtype {array.dtype}, the network expects {p.dtype.value}"
+                                + (" (pass --cast-weights to convert)" if _dtype_compatible(array.dtype, p.dtype, True)
+                                   else ""))
                 continue
             values[p.name] = np.ascontiguousarray(array.astype(p.dtype.numpy, copy=False))
         elif weights is None:
@@ -163,7 +170,12 @@ def materialise(graph: Graph, seed: int = 0, weights: Mapping[str, np.ndarray] |
     return values
 
 
-def _dtype_compatible(have: np.dtype, want: DType) -> bool:
-    if want.is_float:
-        return np.issubdtype(have, np.floating)
-    return have == want.numpy
+def _dtype_compatible(have: np.dtype, want: DType, cast: bool = False) -> bool:
+    """The same dtype; with `cast`, also any float for a float parameter. A silent cast
+    would hide a mistake (an f64 checkpoint loses precision, f16 gains none)."""
+    try:
+        if have == want.numpy:
+            return True
+    except TypeError:  # a dtype NumPy cannot hold (bf16): any float, converted
+        return want.is_float and np.issubdtype(have, np.floating)
+    return cast and want.is_float and np.issubdtype(have, np.floating)

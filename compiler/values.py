@@ -10,7 +10,7 @@ from typing import Any
 
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, Init, Value
-from netc.compiler.ops.registry import Arg, OpDef
+from netc.compiler.ops.registry import REGISTRY, Arg, OpDef
 from netc.dsl import ast
 from netc.dsl.errors import NetcError, NetcTypeError, Span, did_you_mean
 
@@ -209,6 +209,11 @@ def convert(value: Any, arg: Arg, span: Span, fname: str) -> Any:
             return None
         if isinstance(value, Builtin) and value.opdef.activation:
             return value.name
+        if isinstance(value, str):  # act="relu" means act=relu, as for rnn(act=...)
+            names = [n for n, d in REGISTRY.ops.items() if d.activation]
+            if value in names:
+                return value
+            raise fail("an activation (relu, sigmoid, tanh, ...) or none", did_you_mean(value, names) or "")
         raise fail("an activation (relu, sigmoid, tanh, ...) or none")
     if kind == "init":
         if isinstance(value, Init):

@@ -49,6 +49,11 @@ class NetcError(Exception):
     def render(self, sources: SourceCache | None = None) -> str:
         return render(self, sources or SourceCache())
 
+    def __str__(self) -> str:
+        """The located message, as the command line prints it: `file:line:col: error: ...`,
+        the source line with a caret, hints and notes (so a notebook's traceback shows it)."""
+        return render(self, SourceCache())
+
 
 class NetcSyntaxError(NetcError):
     """The text does not follow the grammar."""

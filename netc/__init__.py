@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from netc.api import (
     Compiled,
     CompileOptions,
+    bench,
     build_graph,
     check_file,
     compile_file,
@@ -27,6 +28,7 @@ __all__ = [
     "Compiled",
     "NetcError",
     "__version__",
+    "bench",
     "build_graph",
     "check_file",
     "compile_file",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from netc import __version__
+from netc import __version__, progress
 from netc.compiler.elaborate import NetworkOptions, choose_network, elaborate_network
 from netc.compiler.ir import Graph
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
@@ -32,6 +32,7 @@ from netc.dsl.errors import NetcInputError
 from netc.files import atomic_path, check_output_path
 
 if TYPE_CHECKING:  # the runtime (onnxruntime, the reference) loads only when a model runs
+    from netc.runtime.bench import BenchResult
     from netc.runtime.inputs import InputSpec
     from netc.runtime.session import Session
     from netc.runtime.verify import VerifyReport
@@ -48,6 +49,7 @@ class CompileOptions:
     weights: str | Path | None = None
     allow_import_root: str | Path | None = None
     limits: Limits = DEFAULT_LIMITS
+    cast_weights: bool = False  # convert weights of another float dtype (else an error)
 
 
 @dataclass
@@ -60,6 +62,37 @@ class Compiled:
 
     def save(self, path: str | Path, source: str | Path | None = None) -> Path:
         return save_model(self.model, path, source)
+
+    def __repr__(self) -> str:  # one line: the weights would fill a notebook
+        from netc.notebook import short_repr
+
+        return short_repr(self.graph, self.model.opset_import[0].version if self.model.opset_import else None)
+
+    def summary(self) -> str:
+        """The check table: each layer's output type, parameter count and FLOPs; totals."""
+        from netc.notebook import summary
+
+        return summary(self.graph)
+
+    def _repr_html_(self) -> str:
+        from netc.notebook import html_table
+
+        return html_table(self.graph)
+
+
+def make_options(options: CompileOptions | None, overrides: Mapping[str, Any]) -> CompileOptions:
+    """`options` updated by keyword arguments: the fields of `CompileOptions` by name
+    (`seed=1`, `weights=...`), `settings={...}` merged, and any other keyword a network
+    parameter or dim (`classes=10`, `N=8`). A parameter named like an option (`seed`) is
+    given through `settings=`."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(CompileOptions)}
+    base = options or CompileOptions()
+    changes = {k: v for k, v in overrides.items() if k in fields and k != "settings"}
+    settings = {**base.settings, **dict(overrides.get("settings") or {}),
+                **{k: v for k, v in overrides.items() if k not in fields}}
+    return dataclasses.replace(base, **changes, settings=settings)
 
 
 def load(path: str | Path, source: str | None = None, allow_import_root: str | Path | None = None,
@@ -79,29 +112,36 @@ def build_graph(program: Program, network: str | None = None, settings: Mapping[
 
 
 def check_file(path: str | Path, settings: Mapping[str, Any] | None = None, source: str | None = None,
-               allow_import_root: str | Path | None = None, limits: Limits = DEFAULT_LIMITS) -> list[Graph]:
-    """Check every network of a file; returns their typed IR graphs (no weights made)."""
+               allow_import_root: str | Path | None = None, limits: Limits = DEFAULT_LIMITS,
+               **more_settings: Any) -> list[Graph]:
+    """Check every network of a file; returns their typed IR graphs (no weights made).
+    Network parameters and dims come from `settings` and keyword arguments (`classes=10`)."""
     program = load(path, source, allow_import_root, limits)
+    settings = {**dict(settings or {}), **more_settings}
     return [build_graph(program, name, settings, limits) for name in program.networks]
 
 
 def compile_file(path: str | Path, options: CompileOptions | None = None, source: str | None = None,
                  **overrides: Any) -> Compiled:
     """Compile one network of a `.net` file to an ONNX model (not written to disk)."""
-    options = options or CompileOptions(**overrides)
+    options = make_options(options, overrides)
     if options.opset not in SUPPORTED_OPSETS:
         raise NetcInputError(f"opset {options.opset} is not supported; use {SUPPORTED_OPSETS.start}.."
                              f"{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
-    program = load(path, source, options.allow_import_root, options.limits)
-    graph = build_graph(program, options.network, options.settings, options.limits)
-    weights = read_weight_file(options.weights) if options.weights else None
-    source_name = f"weight file {options.weights}" if options.weights else "weights"
-    params = materialise(graph, options.seed, weights, source_name)
+    with progress.stage("parse"):
+        program = load(path, source, options.allow_import_root, options.limits)
+    with progress.stage("elaborate"):
+        graph = build_graph(program, options.network, options.settings, options.limits)
+    with progress.stage("weights"):
+        weights = read_weight_file(options.weights) if options.weights else None
+        source_name = f"weight file {options.weights}" if options.weights else "weights"
+        params = materialise(graph, options.seed, weights, source_name, cast=options.cast_weights)
     metadata = {"netc.version": __version__, "netc.source": os.path.basename(str(path)),
                 "netc.network": graph.name, "netc.seed": str(options.seed)}
     if options.weights:
         metadata["netc.weights"] = os.path.basename(str(options.weights))
-    model = lower_graph(graph, params, options.opset, metadata, seed=options.seed)
+    with progress.stage("lower"):
+        model = lower_graph(graph, params, options.opset, metadata, seed=options.seed)
     return Compiled(graph, params, model)
 
 
@@ -245,21 +285,24 @@ def open_model(model: Compiled | onnx.ModelProto | str | Path, provider: str = "
     specs = specs_from_session(session.session)
     if compiled is not None:  # integer inputs draw random values in range of the ops using them
         specs = with_bounds(specs, integer_bounds(compiled.graph))
+        session.graph = compiled.graph
     return session, specs
 
 
 def run(model: Compiled | onnx.ModelProto | str | Path, inputs: Mapping[str, np.ndarray] | None = None,
         provider: str = "cpu", threads: int = 0, random: bool = False, seed: int = 0,
-        sizes: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+        sizes: Mapping[str, int] | None = None, cast_inputs: bool = False) -> dict[str, np.ndarray]:
     """Run a model once; with `random`, inputs not given are random arrays (symbolic dims
-    from `sizes`, else 1)."""
+    from `sizes`, else 1). An input of another dtype than the model's is refused unless
+    `cast_inputs` (then float64 -> float32 and the like; see `netc.runtime.casting`)."""
+    from netc.runtime.casting import cast_inputs as cast
     from netc.runtime.inputs import random_inputs
     from netc.runtime.run import run_session
 
     if inputs is not None and not isinstance(inputs, Mapping):
         raise NetcInputError(f"inputs must map input names to NumPy arrays; got {type(inputs).__name__}")
     session, specs = open_model(model, provider, threads)
-    feeds = dict(inputs or {})
+    feeds = cast(specs, inputs or {}) if cast_inputs else dict(inputs or {})
     if random:
         feeds = random_inputs(specs, seed, sizes, default=1, given=feeds)
     return run_session(session, feeds, specs)
@@ -271,10 +314,24 @@ def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: 
     """Compile a network, then compare onnxruntime with the NumPy reference on random inputs."""
     from netc.runtime.verify import verify
 
-    options = options or CompileOptions(**overrides)
+    options = make_options(options, overrides)
     compiled = compile_file(path, options, source)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise NetcInputError("verify needs at least one seed")
-    return verify(compiled.graph, compiled.params, compiled.model, seed_list, rtol, atol, per_op,
-                  options.opset, provider)
+    with progress.stage("verify"):
+        return verify(compiled.graph, compiled.params, compiled.model, seed_list, rtol, atol, per_op,
+                      options.opset, provider)
+
+
+def bench(model: Compiled | onnx.ModelProto | str | Path, batches: Sequence[int] | None = None,
+          iterations: int | None = None, seconds: float | None = None, warmup: int = 5,
+          sizes: Mapping[str, int] | None = None, batch_dim: str | None = None, provider: str = "cpu",
+          threads: int = 0, seed: int = 0) -> list[BenchResult]:
+    """Latency and throughput per batch size on random inputs, as `netc bench` measures
+    them (the batch dim is `N`, else the first symbolic dim that is not a sequence axis,
+    or `batch_dim`)."""
+    from netc.runtime.bench import bench as run_bench
+
+    session, specs = open_model(model, provider, threads)
+    return run_bench(session, specs, batches, warmup, iterations, seconds, sizes, seed, batch_dim)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netc import __version__, api
+from netc import __version__, api, progress
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.lowering import DEFAULT_OPSET, SUPPORTED_OPSETS
 from netc.dsl.errors import NetcError, NetcInputError, NetcVerifyError, SourceCache, render
@@ -147,14 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one input from a .npy file (repeatable)")
     p.add_argument("--inputs", metavar="FILE.npz", help="inputs from a .npz archive; keys are input names")
     p.add_argument("--random", action="store_true", help="make up the inputs not given, from --seed")
+    p.add_argument("--cast-inputs", action="store_true",
+                   help="cast inputs of another dtype within their kind (float64 -> float32, int32 -> int64); "
+                        "without it they are refused")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs (atomically) instead of printing")
     _runtime_options(p)
     _model_options(p)
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("bench", help="measure latency and throughput per batch size",
-                       description="Time MODEL on onnxruntime with random inputs. The batch dim is the first "
-                                   "symbolic dim of the first input (usually N); other symbolic dims take "
+                       description="Time MODEL on onnxruntime with random inputs. The batch dim is N, else the "
+                                   "first symbolic dim that is not a sequence axis (or --batch-dim); other "
+                                   "symbolic dims take "
                                    "--set sizes, else 1. Reports p50/p90/p99 and mean latency and samples/s.")
     p.add_argument("model", metavar="MODEL", help="a .onnx file or a .net file")
     p.add_argument("--batch", type=parse_batches, metavar="B1,B2,...",
@@ -165,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--iterations", type=positive_int, metavar="I", help="timed runs per batch size")
     budget.add_argument("--seconds", type=non_negative_float, metavar="S",
                         help="time budget per batch size (default 1 s, at least 5 runs)")
+    p.add_argument("--batch-dim", metavar="NAME",
+                   help="the symbolic dim that --batch sizes (default: N, else the first symbolic dim that "
+                        "is not a sequence axis such as T)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _runtime_options(p)
     _model_options(p)
@@ -187,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     _network_options(p)
     _weight_options(p)
     p.set_defaults(handler=cmd_verify)
+
+    from netc import weights_cli  # `netc weights import`
+
+    weights_cli.add_parser(sub, _network_options)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (shown only on a terminal)")
+    for command in sub.choices.values():  # `netc compile -q` as well as `netc -q compile`
+        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                             help="no progress on stderr (shown only on a terminal)")
     return parser
 
 
@@ -209,6 +224,8 @@ def _weight_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="W.npz|W.safetensors",
                    help="trained weights by parameter name (see `netc params`); default: initialise from --seed")
     p.add_argument("--seed", type=int, default=0, help="seed of the parameter initialisers (default 0)")
+    p.add_argument("--cast-weights", action="store_true",
+                   help="convert weights of another float dtype (f64, f16) to the parameter's; refused without it")
 
 
 def _runtime_options(p: argparse.ArgumentParser) -> None:
@@ -226,6 +243,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("when MODEL is a .net file")
     group.add_argument("--network", "-n", metavar="NAME", help="which network of the file")
     group.add_argument("--weights", metavar="W.npz|W.safetensors", help="trained weights by parameter name")
+    group.add_argument("--cast-weights", action="store_true",
+                       help="convert weights of another float dtype to the parameter's; refused without it")
     group.add_argument("--allow-import-root", metavar="DIR", help="allow imports from anywhere below DIR")
 
 
@@ -248,7 +267,7 @@ def _options(args: argparse.Namespace) -> api.CompileOptions:
     return api.CompileOptions(network=args.network, settings=_settings(args),
                               opset=getattr(args, "opset", DEFAULT_OPSET), seed=getattr(args, "seed", 0),
                               weights=getattr(args, "weights", None), allow_import_root=args.allow_import_root,
-                              limits=_limits(args))
+                              limits=_limits(args), cast_weights=getattr(args, "cast_weights", False))
 
 
 def _require_file(path: str, what: str = "file") -> Path:
@@ -307,7 +326,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     check_output_path(out, source, args.weights)  # before the work, so a mistake costs nothing
     start = time.perf_counter()
     compiled = api.compile_file(source, _options(args))
-    api.save_model(compiled.model, out, source)
+    with progress.stage("save"):
+        api.save_model(compiled.model, out, source)
     ms = (time.perf_counter() - start) * 1e3
     total = sum(p.size for p in compiled.graph.params)
     trainable = sum(p.size for p in compiled.graph.params if p.trainable)
@@ -326,6 +346,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_output_path(args.output, *sources)
     given = read_inputs(args.input, args.inputs)
     session, specs, sizes = _open(args)
+    if args.cast_inputs:
+        from netc.runtime.casting import cast_inputs
+
+        given = cast_inputs(specs, given)
     if args.random:
         feeds = random_inputs(specs, args.seed, sizes, default=1, given=given)
         made = [s for s in specs if s.name not in given]
@@ -349,8 +373,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     session, specs, sizes = _open(args)
     results = bench_mod.bench(session, specs, args.batch, args.warmup, args.iterations, args.seconds, sizes,
-                              args.seed)
-    batch_name = bench_mod.batch_dim(specs)
+                              args.seed, args.batch_dim)
+    batch_name = bench_mod.batch_dim(specs, args.batch_dim)
+    for warning in bench_mod.warnings_for(results):
+        print(f"netc: warning: {warning}", file=sys.stderr)
     if args.json:
         print(bench_mod.to_json(results, str(args.model), batch_name))
     else:
@@ -381,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, and usage errors (exit 2)
         return done.code if isinstance(done.code, int) else EXIT_USAGE
     try:
-        return args.handler(args)
+        with progress.reporting(getattr(args, "quiet", False)):  # stages on stderr, if a terminal
+            return args.handler(args)
     except NetcError as err:
         sys.stdout.flush()
         print(render(err, SourceCache()), file=sys.stderr)

@@ -1,8 +1,10 @@
 """Latency and throughput of a model on onnxruntime, per batch size.
 
-The batch dim is the first symbolic dim of the first input (usually `N`); other symbolic
-dims take the sizes given (default 1). Each batch size gets its own random inputs, some
-warm-up runs, then timed runs: a fixed count, or as many as fit in a time budget.
+The batch dim is the dim named `N` (the language's batch convention), else the first
+symbolic dim that is not a sequence axis (`T`, `S`, `L`, `time`, `seq`...), or the one
+named with `--batch-dim`; other symbolic dims take the sizes given (default 1). Each batch
+size gets its own random inputs, some warm-up runs, then timed runs: a fixed count, or as
+many as fit in a time budget. Every JSON figure carries its unit in its key.
 """
 
 from __future__ import annotations
@@ -15,11 +17,17 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from netc import progress
 from netc.dsl.errors import NetcInputError
 from netc.runtime.inputs import InputSpec, random_inputs
+from netc.runtime.ort_errors import translate
 from netc.runtime.session import Session
 
 MIN_TIMED_RUNS = 5  # a time budget still gets at least this many runs
+RELIABLE_RUNS = 20  # fewer timed runs than this: the percentiles are noted as unreliable
+BATCH_NAME = "N"
+# Names of sequence axes (time-major models lead with them): never taken as the batch.
+SEQUENCE_NAMES = ("T", "S", "L", "time", "times", "steps", "seq", "seq_len", "length", "len", "frames")
 
 
 @dataclass
@@ -31,7 +39,7 @@ class BenchResult:
     p99_ms: float
     mean_ms: float
     min_ms: float
-    throughput: float  # samples (batch elements) per second
+    samples_per_s: float  # throughput: batch elements per second
     provider: str
     threads: int | None  # None: onnxruntime's default
 
@@ -39,19 +47,48 @@ class BenchResult:
         return asdict(self)
 
 
-def batch_dim(specs: Sequence[InputSpec]) -> str | None:
-    """The name of the first symbolic dim of the first input, or None."""
-    if not specs:
-        return None
-    symbols = specs[0].symbols()
-    return symbols[0] if symbols else None
+def _plain_dims(specs: Sequence[InputSpec]) -> list[str]:
+    """Symbolic dims that are plain names (`N`, not `2*T`), in order of appearance."""
+    names: list[str] = []
+    for spec in specs:
+        names += [d for d in spec.shape if isinstance(d, str) and d.isidentifier() and d not in names]
+    return names
+
+
+def is_sequence_axis(name: str) -> bool:
+    low = name.lower()
+    return name in SEQUENCE_NAMES or low in SEQUENCE_NAMES or low.startswith(("seq", "time"))
+
+
+def batch_dim(specs: Sequence[InputSpec], chosen: str | None = None) -> str | None:
+    """The batch dim: `chosen` (checked), else `N`, else the first symbolic dim that is not
+    a sequence axis; None when there is none."""
+    names = _plain_dims(specs)
+    if chosen is not None:
+        if chosen not in names:
+            raise NetcInputError(f"--batch-dim {chosen}: the model has no symbolic dim named '{chosen}'", None,
+                                 ["symbolic dims: " + (", ".join(names) or "none")])
+        return chosen
+    if BATCH_NAME in names:
+        return BATCH_NAME
+    return next((n for n in names if not is_sequence_axis(n)), None)
+
+
+def warnings_for(results: Sequence[BenchResult]) -> list[str]:
+    """Notes on figures that rest on too few runs to mean much."""
+    few = sorted({r.iterations for r in results if r.iterations < RELIABLE_RUNS})
+    if not few:
+        return []
+    return [f"the percentiles rest on only {', '.join(map(str, few))} timed run(s) per batch size; "
+            f"use --iterations {RELIABLE_RUNS} or more (p99 needs about 100 to mean much)"]
 
 
 def bench(session: Session, specs: Sequence[InputSpec], batches: Sequence[int] | None = None, warmup: int = 5,
           iterations: int | None = None, seconds: float | None = None, sizes: Mapping[str, int] | None = None,
-          seed: int = 0) -> list[BenchResult]:
+          seed: int = 0, batch_name: str | None = None) -> list[BenchResult]:
     """Time `session` at each batch size (default: the batch dim's size in `sizes`, else 1);
-    `iterations` or `seconds` (default 1 s) bounds the timed runs."""
+    `iterations` or `seconds` (default 1 s) bounds the timed runs. `batch_name` chooses the
+    batch dim (default: see `batch_dim`)."""
     if iterations is not None and iterations < 1:
         raise NetcInputError("--iterations must be at least 1")
     if seconds is not None and seconds <= 0:
@@ -61,7 +98,7 @@ def bench(session: Session, specs: Sequence[InputSpec], batches: Sequence[int] |
     if iterations is None and seconds is None:
         seconds = 1.0
     sizes = dict(sizes or {})
-    batch_name = batch_dim(specs)
+    batch_name = batch_dim(specs, batch_name)
     if batches is None:
         batches = [sizes.get(batch_name, 1) if batch_name else 1]
     if not batches:
@@ -81,16 +118,27 @@ def bench(session: Session, specs: Sequence[InputSpec], batches: Sequence[int] |
             raise NetcInputError(f"batch sizes are positive; got {batch}")
         env = {**sizes, batch_name: batch} if batch_name is not None else sizes
         feeds = random_inputs(specs, seed, env, default=1)
-        for _ in range(warmup):
-            session.session.run(names, feeds)
-        times = _timed_runs(lambda feeds=feeds: session.session.run(names, feeds), iterations, seconds)
+
+        def run_once(feeds=feeds, batch=batch) -> None:
+            try:
+                session.session.run(names, feeds)
+            except Exception as err:  # onnxruntime's own error types: name the op and the inputs
+                if type(err).__module__.startswith("onnxruntime"):
+                    raise translate(err, specs, feeds, session.graph,
+                                    f"onnxruntime failed at batch size {batch}") from None
+                raise
+
+        with progress.stage(f"batch {batch}"):
+            for _ in range(warmup):
+                run_once()
+            times = _timed_runs(run_once, iterations, seconds)
         ms = np.asarray(times) * 1e3
         samples = batch if batch_name is not None else 1
         results.append(BenchResult(
             batch=batch if batch_name is not None else None, iterations=len(times),
             p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
             p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), min_ms=float(ms.min()),
-            throughput=samples / (float(ms.mean()) / 1e3), provider=session.provider,
+            samples_per_s=samples / (float(ms.mean()) / 1e3), provider=session.provider,
             threads=session.threads or None))
     return results
 
@@ -116,7 +164,7 @@ def format_table(results: Sequence[BenchResult], batch_name: str | None) -> str:
     header = [f"batch ({batch_name})" if batch_name else "batch", "runs", "p50 ms", "p90 ms", "p99 ms",
               "mean ms", "samples/s"]
     rows = [[str(r.batch if r.batch is not None else "-"), str(r.iterations), f"{r.p50_ms:.3f}",
-             f"{r.p90_ms:.3f}", f"{r.p99_ms:.3f}", f"{r.mean_ms:.3f}", f"{r.throughput:,.1f}"] for r in results]
+             f"{r.p90_ms:.3f}", f"{r.p99_ms:.3f}", f"{r.mean_ms:.3f}", f"{r.samples_per_s:,.1f}"] for r in results]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         lines.append("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
@@ -124,5 +172,8 @@ def format_table(results: Sequence[BenchResult], batch_name: str | None) -> str:
 
 
 def to_json(results: Sequence[BenchResult], model: str, batch_name: str | None) -> str:
+    """Every figure's unit is in its key (`_ms`, `samples_per_s`) or is a count (`batch`,
+    `iterations`: timed runs, `threads`, `cpus`)."""
     return json.dumps({"model": model, "batch_dim": batch_name, "cpus": os.cpu_count(),
-                       "results": [r.as_dict() for r in results]}, indent=2)
+                       "results": [r.as_dict() for r in results], "warnings": warnings_for(results)},
+                      indent=2)

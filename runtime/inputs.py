@@ -244,7 +244,8 @@ def check_inputs(specs: Sequence[InputSpec], arrays: Mapping[str, np.ndarray], p
             raise NetcInputError(f"input '{spec.name}' has type {spec.type_name}, which netc cannot feed from NumPy")
         if array.dtype != spec.dtype:
             raise NetcInputError(f"input '{spec.name}' has dtype {array.dtype}; {expected}", None,
-                                 [f"convert it: array.astype(numpy.{spec.dtype})"])
+                                 [f"convert it: array.astype(numpy.{spec.dtype}), or pass cast_inputs=True "
+                                  "(command line: --cast-inputs)"])
         if array.ndim != len(spec.shape):
             raise NetcInputError(f"input '{spec.name}' has shape {list(array.shape)} (rank {array.ndim}); "
                                  f"{expected} (rank {len(spec.shape)})")

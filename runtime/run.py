@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from netc.dsl.errors import NetcInputError
 from netc.files import atomic_path, check_output_path
 from netc.runtime.inputs import InputSpec, check_inputs, specs_from_session
+from netc.runtime.ort_errors import translate
 from netc.runtime.session import Session
 
 _SHORT_DTYPES = {"float16": "f16", "float32": "f32", "float64": "f64", "int8": "i8", "int32": "i32",
@@ -24,16 +24,12 @@ def run_session(session: Session, inputs: Mapping[str, np.ndarray],
     """Check `inputs` against the model's inputs, run once, return the outputs by name."""
     check_inputs(specs if specs is not None else specs_from_session(session.session), inputs)
     names = [o.name for o in session.session.get_outputs()]
+    specs = specs if specs is not None else specs_from_session(session.session)
     try:
         results = session.session.run(names, dict(inputs))
-    except ort_errors.InvalidArgument as err:
-        raise NetcInputError(f"onnxruntime rejected the inputs: {_first_line(err)}") from None
+    except (ort_errors.InvalidArgument, ort_errors.RuntimeException, ort_errors.Fail) as err:
+        raise translate(err, specs, inputs, session.graph, "onnxruntime failed to run the model") from None
     return dict(zip(names, results))
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines() or [type(err).__name__])[0][:400]
 
 
 def short_dtype(dtype: np.dtype) -> str:

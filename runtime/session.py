@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 import onnxruntime as ort
@@ -12,6 +13,9 @@ import onnxruntime as ort
 from netc.dsl.errors import NetcInputError
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# onnxruntime prints its own (ANSI-coloured) log line for every failed run; netc reports the
+# failure itself, so only fatal messages get through.
+ort.set_default_logger_severity(4)
 
 
 @dataclass
@@ -19,6 +23,7 @@ class Session:
     session: ort.InferenceSession
     provider: str  # the provider actually used: cpu | cuda
     threads: int
+    graph: Any = None  # the netc IR graph, when compiled here: run-time errors then cite its source
 
     @property
     def input_names(self) -> list[str]:
@@ -42,7 +47,7 @@ def make_session(model: onnx.ModelProto | str | Path, provider: str = "cpu", thr
         used = "cpu"
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: netc reports failures itself, without ANSI noise
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from netc import progress
 from netc.compiler.ir import DType, Graph, Op
 from netc.compiler.lowering import DEFAULT_OPSET, lower_graph
 from netc.compiler.ops import REGISTRY
@@ -162,13 +163,16 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
     used_sizes: list[dict[str, int]] = []
     failing: tuple[int, dict[str, np.ndarray]] | None = None
     first: tuple[int, dict[str, np.ndarray]] | None = None
+    seed_count = progress.counter("verify seeds", len(seeds), "seeds")
     for seed in seeds:
         cycle = SIZES if seed % 2 == 0 else SIZES[::-1]
         inputs = random_inputs(specs, seed, sizes, default=cycle)
         first = first or (seed, inputs)
         used_sizes.append(check_inputs(specs, inputs))
         got = run_session(session, inputs, specs)
-        want = run_graph(graph, params, inputs)
+        with progress.counter(f"seed {seed}: reference", len(graph.ops), "ops") as ops:
+            want = run_graph(graph, params, inputs, on_op=lambda _op, ops=ops: ops.update())
+        seed_count.update()
         for name, expected in want.items():
             if id(graph.outputs[name]) in random:
                 c = compare_random(name, got[name], expected, free_axes(graph, graph.outputs[name].type))
@@ -179,6 +183,7 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
                 worst[name] = c
             if not c.ok and failing is None:
                 failing = (seed, inputs)
+    seed_count.close()
     for name, c in worst.items():  # report the declared type; the errors are the worst over the seeds
         c.type = str(graph.outputs[name].type)
     report = VerifyReport(graph.name, session.provider, list(seeds), used_sizes,

@@ -381,7 +381,7 @@ def test_bench_json(capsys, onnx_model):
     assert [r["batch"] for r in data["results"]] == [1, 4]
     for r in data["results"]:
         assert r["iterations"] == 3 and r["provider"] == "cpu" and r["threads"] == 1
-        assert 0 < r["p50_ms"] <= r["p99_ms"] and r["throughput"] > 0
+        assert 0 < r["p50_ms"] <= r["p99_ms"] and r["samples_per_s"] > 0
 
 
 def test_bench_table_with_time_budget(capsys, net):

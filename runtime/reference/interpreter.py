@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -86,24 +86,27 @@ def generator_for(op) -> np.random.Generator:
 
 
 def run_graph(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray],
-              record: dict[int, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """Run `graph`; with `record`, also keep every intermediate array by `id(value)`."""
+              record: dict[int, np.ndarray] | None = None,
+              on_op: Callable[[Any], None] | None = None) -> dict[str, np.ndarray]:
+    """Run `graph`; with `record`, also keep every intermediate array by `id(value)`;
+    `on_op(op)` is called after each top-level op (progress)."""
     token = _GENERATORS.set({})
     try:
-        return _run_graph(graph, params, inputs, record)
+        return _run_graph(graph, params, inputs, record, on_op)
     finally:
         _GENERATORS.reset(token)
 
 
 def _run_graph(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray],
-               record: dict[int, np.ndarray] | None) -> dict[str, np.ndarray]:
+               record: dict[int, np.ndarray] | None,
+               on_op: Callable[[Any], None] | None) -> dict[str, np.ndarray]:
     env = bind_inputs(graph, inputs)
     values: dict[int, np.ndarray] = {}
     for v in graph.inputs:
         values[id(v)] = inputs[v.name]
     for name, v in graph.param_values.items():
         values[id(v)] = params[name]
-    run_ops(graph.ops, values, env)
+    run_ops(graph.ops, values, env, on_op)
     if record is not None:
         record.update(values)
     return {name: values[id(v)] for name, v in graph.outputs.items()}
@@ -120,7 +123,8 @@ def run_region(region: Graph, inputs: Sequence[np.ndarray], captured: Mapping[in
     return [values[id(v)] for v in region.outputs.values()]
 
 
-def run_ops(ops, values: dict[int, np.ndarray], env: Mapping[str, int]) -> None:
+def run_ops(ops, values: dict[int, np.ndarray], env: Mapping[str, int],
+            on_op: Callable[[Any], None] | None = None) -> None:
     for op in ops:
         entry = REFERENCE[op.kind]
         args = [None if v is None else values[id(v)] for v in op.inputs]
@@ -134,6 +138,8 @@ def run_ops(ops, values: dict[int, np.ndarray], env: Mapping[str, int]) -> None:
         results = result if isinstance(result, tuple) else (result,)
         for value, array in zip(op.outputs, results):
             values[id(value)] = _conform(value, np.asarray(array), env, op.kind)
+        if on_op is not None:
+            on_op(op)
 
 
 def _conform(value: Value, array: np.ndarray, env: Mapping[str, int], kind: str) -> np.ndarray:
