@@ -16,10 +16,16 @@ rebuilt from the names: numbered siblings by number (`conv2` before `conv10`,
 `features.3` before `features.10`), and at one number a weight layer before its
 normalisation (`conv1`, `bn1`, `layer1`). "Fits" means the converted tensors have exactly
 the shapes the netc layer needs. Converters (one per netc layer kind) do the layout
-changes: a dense weight is PyTorch's `[out, in]` transposed; batch norm's
+changes: a dense weight is PyTorch's `[out, in]` transposed (a transposed convolution's
+weight `[in, out/groups, k...]` is the same in both); batch norm's
 `weight, bias, running_mean, running_var` are netc's `scale, bias, mean, var`; recurrent
 layers reorder gate blocks and negate the GRU's update gate (see
-`netc.compiler.ops.recurrent.import_torch_weights`). A new layer kind plugs in with
+`netc.compiler.ops.recurrent.import_torch_weights`). A free `param` declaration is a layer
+of its own, named like the parameter, and takes the module's tensor of the same local name,
+else its only tensor of the right shape (an `nn.Parameter`, or the bias of a projection whose
+weight is tied). A PyTorch tensor left over that equals one already taken is reported as a
+tied copy (a tied weight appears under both names in a state dict), not as unmatched. A new
+layer kind plugs in with
 `@converter("kind", "torch kind", ...)`; `multihead_attention`, whose parameter names map
 one to one onto `nn.MultiheadAttention`'s, is meant to be added that way.
 """
@@ -114,23 +120,39 @@ class NetcLayer:
     def kind(self) -> str:
         return self.op.kind
 
+    @property
+    def free(self) -> bool:
+        """A `param` declaration rather than a layer's own parameters."""
+        return self.kind == "param"
+
     def local(self, param: Param) -> str:
-        return param.name[len(self.label) + 1:]
+        if param.name.startswith(self.label + "."):
+            return param.name[len(self.label) + 1:]
+        return param.name.rpartition(".")[2]  # a free parameter: its declared name
 
 
 def netc_layers(graph: Graph) -> list[NetcLayer]:
-    """The ops that own parameters, in creation order, each with its parameters."""
+    """The ops that own parameters, in creation order, each with its parameters; then each
+    parameter no layer owns (a `param` declaration) as a layer of kind `param`."""
     by_name = {p.name: p for p in graph.params}
     order = {p.name: i for i, p in enumerate(graph.params)}
     layers: list[NetcLayer] = []
     taken: set[str] = set()
     for op in graph.walk():
+        # A layer's own parameters are named under its label; an op that reads another
+        # layer's parameter (`emb.weight`) or a free one (`x @ w`) does not own it.
         own = [v.param for v in op.inputs if v is not None and v.param is not None
-               and v.param.name in by_name and v.param.name not in taken]
+               and v.param.name in by_name and v.param.name not in taken
+               and (not op.label or v.param.name.startswith(op.label + "."))]
         if own:
             taken.update(p.name for p in own)
             own.sort(key=lambda p: order[p.name])
             layers.append(NetcLayer(op.label or own[0].name.rpartition(".")[0], op, own))
+    users = {v.param.name: op for op in graph.walk() for v in op.inputs
+             if v is not None and v.param is not None}
+    for param in graph.params:
+        if param.name not in taken and param.name in users:
+            layers.append(NetcLayer(param.name, Op("param", [], [], {}, param.span, label=param.name), [param]))
     layers.sort(key=lambda layer: order[layer.params[0].name])
     return layers
 
@@ -189,8 +211,23 @@ def _conv(layer: NetcLayer, module: TorchModule) -> dict[str, np.ndarray]:
     return {k: module.tensors[k] for k in ("weight", "bias") if k in module.tensors}
 
 
-for _kind in ("conv1d", "conv2d", "conv3d"):
-    converter(_kind, "conv")(_conv)
+for _kind in ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d"):
+    converter(_kind, "conv")(_conv)  # ConvTranspose keeps [in, out/groups, k...], as netc does
+
+
+@converter("param", "matrix", "conv", "batchnorm", "norm", "recurrent", "attention", "other")
+def _free_param(layer: NetcLayer, module: TorchModule) -> dict[str, np.ndarray]:
+    (param,) = layer.params
+    local = layer.local(param)
+    same_name = module.tensors.get(local)
+    if same_name is not None and tuple(same_name.shape) == tuple(param.shape):
+        return {local: same_name}
+    fitting = [a for a in module.tensors.values() if tuple(a.shape) == tuple(param.shape)]
+    if len(fitting) == 1:
+        return {local: fitting[0]}
+    shapes = ", ".join(f"{k} {list(a.shape)}" for k, a in module.tensors.items())
+    raise Misfit(f"{module.path or '(top level)'} has no tensor '{local}' or single tensor of shape "
+                 f"{list(param.shape)} for {param.name} ({shapes})")
 
 
 @converter("batchnorm", "batchnorm")
@@ -218,6 +255,8 @@ def _recurrent(layer: NetcLayer, module: TorchModule) -> dict[str, np.ndarray]:
                      f"{layer.kind.upper()} has not")
     if attrs.get("forget_bias"):
         raise Misfit(f"netc layer {layer.label} adds forget_bias={attrs['forget_bias']}, which PyTorch's LSTM has not")
+    if layer.kind == "rnn" and attrs.get("act", "tanh") not in ("tanh", "relu"):
+        raise Misfit(f"netc layer {layer.label} uses act={attrs['act']}; PyTorch's RNN computes only tanh or relu")
     if layer.kind == "gru" and attrs.get("reset", "before") != "after":
         raise Misfit(f"PyTorch's GRU applies the reset gate after the recurrent product: declare the netc layer "
                      f"{layer.label} with gru(..., reset=\"after\")")
@@ -249,6 +288,7 @@ class ImportResult:
     ignored: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)  # per unfilled layer: why the closest module did not fit
     cast: list[str] = field(default_factory=list)  # parameters converted to another dtype
+    tied: dict[str, str] = field(default_factory=dict)  # left-over tensor -> the taken tensor it equals
 
     def report(self) -> str:
         lines = [f"paired {len(self.pairings)} layer(s):"]
@@ -258,6 +298,9 @@ class ImportResult:
             lines.append(f"cast to the network's dtype: {', '.join(self.cast)}")
         if self.ignored:
             lines.append(f"ignored (bookkeeping): {len(self.ignored)} tensor(s), e.g. {self.ignored[0]}")
+        if self.tied:
+            lines.append(f"tied copies, not needed ({len(self.tied)}): "
+                         + ", ".join(f"{copy} (= {kept})" for copy, kept in self.tied.items()))
         if self.unmatched_torch:
             lines.append(f"unmatched PyTorch tensors ({len(self.unmatched_torch)}): "
                          + ", ".join(self.unmatched_torch))
@@ -338,6 +381,7 @@ def import_state_dict(state: Mapping[str, np.ndarray], graph: Graph, rules: Mapp
             raise NetcWeightsError(f"rules: the state dict has no module '{right}'", None,
                                    ["modules: " + ", ".join(m.path for m in modules)])
     result = ImportResult({}, ignored=ignored)
+    consumed: set[str] = set()  # PyTorch tensor names taken
     free = [m for m in modules if m.path not in set(rules.values())]
     for layer in layers:
         if layer.label in rules:
@@ -351,6 +395,7 @@ def import_state_dict(state: Mapping[str, np.ndarray], graph: Graph, rules: Mapp
             except Misfit as err:
                 raise NetcWeightsError(f"rules: {layer.label} = {module.path} does not fit: {err}") from None
             result.weights.update(values)
+            consumed.update(_consumed(layer, module, values))
             result.pairings.append(Pairing(layer.label, module.path, "rule"))
             continue
         chosen, how, reason = _choose(layer, free)
@@ -361,11 +406,39 @@ def import_state_dict(state: Mapping[str, np.ndarray], graph: Graph, rules: Mapp
         values, module = chosen
         free.remove(module)
         result.weights.update(values)
+        consumed.update(_consumed(layer, module, values))
         result.pairings.append(Pairing(layer.label, module.path, how))
-    used = {p.module for p in result.pairings}
-    result.unmatched_torch = [m.name(local) for m in modules if m.path not in used for local in m.tensors]
+    tensors = [(m.name(local), a) for m in modules for local, a in m.tensors.items()]
+    taken = [(name, a) for name, a in tensors if name in consumed]
+    for name, array in tensors:
+        if name not in consumed:
+            kept = _tied_to(array, taken)
+            if kept is None:
+                result.unmatched_torch.append(name)
+            else:
+                result.tied[name] = kept
     _check_dtypes(result, graph, cast)
     return result
+
+
+def _consumed(layer: NetcLayer, module: TorchModule, values: Mapping[str, np.ndarray]) -> list[str]:
+    """The PyTorch tensors a pairing takes: all of its module's, except for a free parameter,
+    which takes one (the module's other tensors stay to be reported)."""
+    if not layer.free:
+        return [module.name(local) for local in module.tensors]
+    chosen = [id(a) for a in values.values()]
+    return [module.name(local) for local, a in module.tensors.items() if id(a) in chosen]
+
+
+def _tied_to(array: np.ndarray, taken: list[tuple[str, np.ndarray]]) -> str | None:
+    """The name of a taken tensor that `array` equals (a tied weight saved under two names).
+    A constant array (a fresh zero bias) could equal anything, so it is never a tied copy."""
+    if array.size < 2 or np.all(array == array.flat[0]):
+        return None
+    for name, other in taken:
+        if other.shape == array.shape and other.dtype == array.dtype and np.array_equal(other, array):
+            return name
+    return None
 
 
 def _choose(layer: NetcLayer, free: list[TorchModule]) -> tuple[tuple[dict, TorchModule] | None, str, str]:
