@@ -19,6 +19,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "epsilon": ("eps",), "dropout": ("p",), "rate": ("p",), "keepdim": ("keepdims",),
     "keep_dims": ("keepdims",), "num_groups": ("groups",), "kernel_initializer": ("weight_init",),
     "bias_initializer": ("bias_init",),
+    "output_padding": ("output_pad",), "scale_factor": ("scale",), "std": ("scale",),
+    "dim": ("axis",),
 }
 
 

@@ -209,3 +209,15 @@ def test_the_note_points_at_the_embedding_of_that_vocabulary() -> None:
         netc.run(compiled, {"tags": np.array([1, 2]), "ids": np.array([3, 5000])})
     assert "input 'ids' has id 5000" in info.value.message
     assert [note for _, note in info.value.notes] == ["the embed 'embed1' reading it"]
+
+
+def test_pytorch_spellings_of_the_newer_ops_arguments() -> None:
+    calls = {"x -> conv_transpose2d(2, 3, output_padding=1)": "output_pad",
+             "x -> upsample(scale_factor=2)": "scale", "x -> resize(scale_factor=2)": "scale",
+             "x + random_normal(like=x, std=0.1)": "scale", "x -> topk(2, dim=1)": "axis",
+             "x -> gather(ids, dim=1)": "axis"}
+    for expr, target in calls.items():
+        src = f"network K {{\n  input x: f32[N, 3, 8, 8]\n  input ids: i64[2]\n  output y = {expr}\n}}\n"
+        with pytest.raises(netc.NetcError) as info:
+            netc.compile_source(src)
+        assert f"did you mean '{target}'?" in info.value.hints[0], (expr, info.value.hints)
