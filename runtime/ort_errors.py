@@ -1,6 +1,7 @@
 """onnxruntime's run-time failures as netc errors that name the culprit: the input, the op
 (and its source line when the model was compiled from a `.net` file here), and a hint for
-the common cases (ids beyond an embedding's vocabulary, a wrong size for a dim)."""
+the common cases (ids beyond an embedding's vocabulary, indices beyond a gathered axis, a
+wrong size for a dim)."""
 
 from __future__ import annotations
 
@@ -37,19 +38,45 @@ def op_of_node(graph: Graph | None, node_name: str) -> Op | None:
     return best[1] if best else None
 
 
-def out_of_range_ids(specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray]) -> NetcInputError | None:
+_INDEXING = ("gather", "take_along", "scatter")  # an index into an axis; negative counts from the end
+
+
+def _indexing_op(graph: Graph | None, name: str, bound: int) -> Op | None:
+    """The gather, take_along or scatter that reads input `name` as indices into an axis of
+    size `bound` (these bound an input only when they read it directly)."""
+    for op in graph.walk() if graph is not None else ():
+        if (op.kind in _INDEXING and len(op.inputs) > 1 and op.inputs[1] is not None
+                and op.inputs[1].name == name and op.inputs[1] in graph.inputs and _op_bound(op) == bound):
+            return op
+    return None
+
+
+def out_of_range_ids(specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray],
+                     graph: Graph | None = None) -> NetcInputError | None:
     """An error for the first integer input holding a value outside [0, bound) where the
-    network tells the bound (an embedding's vocabulary, a one-hot depth)."""
+    network tells the bound (an embedding's vocabulary, a one-hot depth), or outside
+    [-bound, bound) for the indices of a gather, take_along or scatter."""
     for spec in specs:
         array = feeds.get(spec.name)
         if array is None or spec.dtype is None or not np.issubdtype(spec.dtype, np.integer) or not array.size:
             continue
         if spec.int_high <= 2:  # no bound known (the default draw range)
             continue
+        n = spec.int_high
+        indexing = _indexing_op(graph, spec.name, n)
         low, high = int(array.min()), int(array.max())
-        bad = high if high >= spec.int_high else low if low < 0 else None
+        bad = high if high >= n else low if low < (-n if indexing else 0) else None
         if bad is not None:
             where = tuple(int(i) for i in np.argwhere(array == bad)[0])
+            if indexing is not None:
+                error = NetcInputError(
+                    f"input '{spec.name}' has index {bad} at {list(where)}, for an axis of size {n} "
+                    f"(valid indices {-n}..{n - 1}, negative ones counting from the end)", None,
+                    ["check how the indices were computed, or clip them into range"])
+                if indexing.span is not None:
+                    error.with_note(indexing.span, f"the {indexing.kind} '{indexing.label or indexing.kind}' "
+                                                   "indexing with it")
+                return error
             error = NetcInputError(
                 f"input '{spec.name}' has id {bad} at index {list(where)}, the vocabulary is {spec.int_high} "
                 f"(valid ids 0..{spec.int_high - 1})", None,
@@ -60,7 +87,10 @@ def out_of_range_ids(specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray]
 
 
 def _op_bound(op: Op) -> int | None:
-    """An embedding's vocabulary or a one-hot's depth."""
+    """An embedding's vocabulary, a one-hot's depth, or the size of the axis an index reads."""
+    if op.kind in _INDEXING:
+        size = op.inputs[0].type.shape[op.attrs["axis"]] if op.inputs[0] is not None else None
+        return size if isinstance(size, int) else None
     if op.kind == "one_hot":
         depth = op.attrs.get("depth")
         return depth if isinstance(depth, int) else None
@@ -71,10 +101,10 @@ def _op_bound(op: Op) -> int | None:
 def translate(err: BaseException, specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray],
               graph: Graph | None = None, what: str = "onnxruntime failed") -> NetcInputError:
     """A netc error for the onnxruntime exception `err`, raised running with `feeds`."""
-    ids = out_of_range_ids(specs, feeds)
+    ids = out_of_range_ids(specs, feeds, graph)
     if ids is not None:
         bound = getattr(ids, "bound", None)
-        for op in graph.walk() if graph is not None else ():
+        for op in graph.walk() if graph is not None and bound is not None else ():
             if op.kind in ("embed", "one_hot") and op.span is not None and _op_bound(op) == bound:
                 ids.with_note(op.span, f"the {op.kind} '{op.label or op.kind}' reading it")
                 break

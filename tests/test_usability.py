@@ -221,3 +221,15 @@ def test_pytorch_spellings_of_the_newer_ops_arguments() -> None:
         with pytest.raises(netc.NetcError) as info:
             netc.compile_source(src)
         assert f"did you mean '{target}'?" in info.value.hints[0], (expr, info.value.hints)
+
+
+def test_indices_out_of_range_name_the_indexing_op_not_a_vocabulary() -> None:
+    compiled = netc.compile_source("network G {\n  input x: f32[N, 5]\n  input i: i64[N, 2]\n"
+                                   "  output y = take_along(x, i, axis=1)\n}\n")
+    x = np.ones((2, 5), np.float32)
+    assert netc.run(compiled, {"x": x, "i": np.array([[0, -5], [4, -1]])})["y"].shape == (2, 2)
+    for bad in (5, -6):
+        with pytest.raises(netc.NetcError) as info:
+            netc.run(compiled, {"x": x, "i": np.array([[0, bad], [1, 2]])})
+        assert f"input 'i' has index {bad} at [0, 1], for an axis of size 5 (valid indices -5..4" in info.value.message
+        assert "vocabulary" not in str(info.value) and "take_along 'take_along0'" in info.value.notes[0][1]
