@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -39,6 +40,29 @@ def random_inputs(graph, seed: int, int_high: int = 5, sizes: dict[str, int] | N
         else:
             arrays[v.name] = rng.integers(0, int_high, shape).astype(dtype.numpy)
     return arrays
+
+
+def torch_models():
+    """benchmarks/torch_models.py (PyTorch modules written after torchvision); skips without torch."""
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("torch_models", ROOT / "benchmarks" / "torch_models.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def randomise_batchnorm(module) -> None:
+    """Non-trivial batchnorm statistics and affine terms, so a swapped mean/var or scale/bias shows."""
+    import torch  # only the tests that compare with PyTorch call this
+
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
 
 
 def check_onnx(model: onnx.ModelProto) -> None:

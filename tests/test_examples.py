@@ -9,7 +9,6 @@ inputs gets an entry in OVERRIDES.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,15 @@ import pytest
 import netc
 from netc.runtime.stochastic import random_values
 from netc.runtime.verify import format_report, verify
-from tests.conftest import EXAMPLES, ROOT, assert_close, check_onnx, random_inputs, run_both
+from tests.conftest import (
+    EXAMPLES,
+    assert_close,
+    check_onnx,
+    random_inputs,
+    randomise_batchnorm,
+    run_both,
+    torch_models,
+)
 
 # Per-file overrides, keyed by the path under examples/:
 #   settings  network parameters (as `--set`), applied to every network of the file
@@ -131,15 +138,6 @@ def test_resnet_parameter_count_is_independent_of_size():
         assert sum(p.size for p in graph.params if p.trainable) == PARAMETER_COUNTS[name]
 
 
-def _torch_models():
-    pytest.importorskip("torch")
-    spec = importlib.util.spec_from_file_location("torch_models", ROOT / "benchmarks" / "torch_models.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize(("example", "model", "settings", "shape"), [
     ("resnet18.net", "resnet18", {"size": 64}, (2, 3, 64, 64)),
     ("resnet50.net", "resnet50", {"size": 64}, (1, 3, 64, 64)),
@@ -148,7 +146,7 @@ def _torch_models():
 def test_matches_pytorch(example: str, model: str, settings: dict, shape: tuple, tmp_path: Path):
     """The same weights in netc's model and in a torchvision-style PyTorch module give the
     same outputs: an external check of layer order, padding, strides and shortcuts."""
-    tm = _torch_models()
+    tm = torch_models()
     import torch
 
     (graph,) = netc.check_file(EXAMPLES / example, settings=settings)
@@ -158,13 +156,7 @@ def test_matches_pytorch(example: str, model: str, settings: dict, shape: tuple,
     assert tm.trainable_count(module) == PARAMETER_COUNTS[example]
     # torch's own initialisation, plus non-trivial batchnorm statistics and affine terms,
     # so that a swapped mean/variance or scale/bias would show.
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            with torch.no_grad():
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
+    randomise_batchnorm(module)
     module.eval()
     weights = tm.netc_params(module, graph)
     np.savez(tmp_path / "weights.npz", **weights)

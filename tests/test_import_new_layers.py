@@ -14,6 +14,7 @@ import pytest
 import netc
 from netc.cli import main
 from netc.compiler.torch_import import import_state_dict
+from tests.conftest import randomise_batchnorm
 
 torch = pytest.importorskip("torch")
 from safetensors.numpy import save_file  # noqa: E402
@@ -70,13 +71,7 @@ def test_dcgan_generator_from_pytorch_matches(tmp_path: Path) -> None:
                    torch.nn.BatchNorm2d(b), torch.nn.ReLU()]
     layers += [torch.nn.ConvTranspose2d(g, c, 4, 2, 1, bias=False), torch.nn.Tanh()]
     module = torch.nn.Sequential(*layers).eval()
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            with torch.no_grad():
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
+    randomise_batchnorm(module)
     state = {k: v.detach().numpy() for k, v in module.state_dict().items()}
     settings = {"nz": nz, "g": g, "channels": c}
     (graph,) = netc.check_file(EXAMPLES / "dcgan_generator.net", **settings)

@@ -4,7 +4,6 @@ tagger with random weights; and the refusals (pickles, transposes, dtypes, lefto
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -14,31 +13,13 @@ import pytest
 import netc
 from netc.cli import main
 from netc.compiler.torch_import import group_modules, import_state_dict
+from tests.conftest import randomise_batchnorm, torch_models
 
 torch = pytest.importorskip("torch")
 from safetensors.torch import save_file  # noqa: E402  (after the skip: needs torch)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-
-
-def _torch_models():
-    spec = importlib.util.spec_from_file_location("torch_models", ROOT / "benchmarks" / "torch_models.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _randomise_batchnorm(module) -> None:
-    """Non-trivial statistics and affine terms, so a swapped mean/var or scale/bias shows."""
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            with torch.no_grad():
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -49,8 +30,8 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_resnet18_from_pytorch_matches(tmp_path: Path, capsys) -> None:
     torch.manual_seed(0)
-    module = _torch_models().resnet18(num_classes=10)
-    _randomise_batchnorm(module)
+    module = torch_models().resnet18(num_classes=10)
+    randomise_batchnorm(module)
     module.eval()
     save_file(module.state_dict(), str(tmp_path / "resnet18.safetensors"))
     code, out, err = _cli(capsys, "weights", "import", tmp_path / "resnet18.safetensors",
