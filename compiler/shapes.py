@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from netc.compiler import dims as D
 from netc.compiler.dims import Dim
-from netc.compiler.ir import TensorType
+from netc.compiler.ir import TensorType, Value
 
 
 def same_dim(a: Dim, b: Dim) -> bool:
@@ -38,3 +38,11 @@ def numel(shape: Sequence[Dim]) -> Dim:
 
 def describe_types(types: Sequence[TensorType | None]) -> str:
     return " and ".join(str(t) for t in types if t is not None)
+
+
+def tensor_axis(b, name: str, x: Value, axis: int) -> int:
+    """`axis` of `x` as 0..rank-1, for the op `name` working along one axis: x must have
+    rank >= 1 and the axis must be in range (located errors through the builder `b`)."""
+    if x.type.rank < 1:
+        raise b.error(f"{name} needs a tensor of rank >= 1; got {x.type}")
+    return b.axis(axis, x.type.rank, f"{name}: axis")

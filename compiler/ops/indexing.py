@@ -14,7 +14,7 @@ import numpy as np
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, TensorType
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
-from netc.compiler.shapes import numel, same_dim
+from netc.compiler.shapes import numel, same_dim, tensor_axis
 
 _INDEX_DTYPES = (DType.i32, DType.i64)
 
@@ -54,9 +54,7 @@ class Gather(OpDef):
     )
 
     def build(self, b, x, idx, axis):
-        if x.type.rank < 1:
-            raise b.error(f"gather needs a tensor of rank >= 1; got {x.type}")
-        axis = b.axis(axis, x.type.rank, "gather: axis")
+        axis = tensor_axis(b, "gather", x, axis)
         check_indices(b, "gather", idx.type)
         check_constant_range(b, "gather", idx, x.type.shape[axis], axis)
         return b.emit(self.name, [x, idx], {"axis": axis})[0]
@@ -98,9 +96,7 @@ class TakeAlong(OpDef):
     )
 
     def build(self, b, x, idx, axis):
-        if x.type.rank < 1:
-            raise b.error(f"take_along needs a tensor of rank >= 1; got {x.type}")
-        axis = b.axis(axis, x.type.rank, "take_along: axis")
+        axis = tensor_axis(b, "take_along", x, axis)
         check_indices(b, "take_along", idx.type)
         check_constant_range(b, "take_along", idx, x.type.shape[axis], axis)
         return b.emit(self.name, [x, idx], {"axis": axis})[0]
@@ -181,9 +177,7 @@ class TopK(OpDef):
     )
 
     def build(self, b, x, k, axis, largest):
-        if x.type.rank < 1:
-            raise b.error(f"topk needs a tensor of rank >= 1; got {x.type}")
-        axis = b.axis(axis, x.type.rank, "topk: axis")
+        axis = tensor_axis(b, "topk", x, axis)
         n = x.type.shape[axis]
         if isinstance(k, int) and isinstance(n, int) and k > n:
             raise b.error(f"topk: k = {k} is larger than axis {axis} of {x.type}")
@@ -234,9 +228,7 @@ class Compress(OpDef):
     )
 
     def build(self, b, x, mask, axis):
-        if x.type.rank < 1:
-            raise b.error(f"compress needs a tensor of rank >= 1; got {x.type}")
-        axis = b.axis(axis, x.type.rank, "compress: axis")
+        axis = tensor_axis(b, "compress", x, axis)
         return b.emit(self.name, [x, mask], {"axis": axis, "length": _runtime_dim(b, "compress")})[0]
 
     def infer(self, attrs, inputs, b):
@@ -297,9 +289,7 @@ class Compact(OpDef):
     )
 
     def build(self, b, x, mask, axis, pad):
-        if x.type.rank < 1:
-            raise b.error(f"compact needs a tensor of rank >= 1; got {x.type}")
-        axis = b.axis(axis, x.type.rank, "compact: axis")
+        axis = tensor_axis(b, "compact", x, axis)
         if x.type.dtype.is_int and pad != int(pad):
             raise b.type_error(f"compact: pad {pad:g} is not an integer; x is {x.type}")
         if x.type.dtype.is_int or x.type.dtype.is_float:

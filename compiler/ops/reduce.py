@@ -12,7 +12,7 @@ from typing import Any
 
 from netc.compiler.ir import DType, TensorType
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
-from netc.compiler.shapes import numel
+from netc.compiler.shapes import numel, tensor_axis
 
 
 def _is_int(v: Any) -> bool:
@@ -122,9 +122,7 @@ class _ArgReduce(OpDef):
     onnx_op = ""
 
     def build(self, b, x, axis, keepdims):
-        if x.type.rank < 1:
-            raise b.error(f"{self.name} needs a tensor of rank >= 1; got {x.type}")
-        axis = b.axis(axis, x.type.rank, f"{self.name}: axis")
+        axis = tensor_axis(b, self.name, x, axis)
         return b.emit(self.name, [x], {"axis": axis, "keepdims": keepdims})[0]
 
     def infer(self, attrs, inputs, b):

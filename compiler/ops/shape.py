@@ -13,7 +13,7 @@ from typing import Any
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, TensorType, Value
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
-from netc.compiler.shapes import numel, same_dim
+from netc.compiler.shapes import numel, same_dim, tensor_axis
 
 
 def _is_int(v: Any) -> bool:
@@ -283,9 +283,7 @@ class Split(OpDef):
     )
 
     def build(self, b, x, parts, axis):
-        if x.type.rank < 1:
-            raise b.error(f"split needs a tensor of rank >= 1; got {x.type}")
-        axis = b.axis(axis, x.type.rank, "split: axis")
+        axis = tensor_axis(b, "split", x, axis)
         dim = x.type.shape[axis]
         if _is_int(parts):
             if parts <= 0:
