@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from netc.compiler import dims as D
-from netc.compiler.ir import DType, TensorType
+from netc.compiler.ir import DType, TensorType, Value
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
 from netc.compiler.shapes import numel, same_dim, tensor_axis
 
@@ -37,6 +37,15 @@ def check_constant_range(b, name: str, idx, size: D.Dim, axis: int) -> None:
                       f"indices lie in [{-size}, {size})")
 
 
+def _indexed_axis(b, name: str, x: Value, idx: Value, axis: int) -> int:
+    """The axis of x that idx indexes (gather, take_along), checked: integer indices, and
+    constant ones in range."""
+    axis = tensor_axis(b, name, x, axis)
+    check_indices(b, name, idx.type)
+    check_constant_range(b, name, idx, x.type.shape[axis], axis)
+    return axis
+
+
 @register
 class Gather(OpDef):
     name = "gather"
@@ -54,9 +63,7 @@ class Gather(OpDef):
     )
 
     def build(self, b, x, idx, axis):
-        axis = tensor_axis(b, "gather", x, axis)
-        check_indices(b, "gather", idx.type)
-        check_constant_range(b, "gather", idx, x.type.shape[axis], axis)
+        axis = _indexed_axis(b, self.name, x, idx, axis)
         return b.emit(self.name, [x, idx], {"axis": axis})[0]
 
     def infer(self, attrs, inputs, b):
@@ -96,9 +103,7 @@ class TakeAlong(OpDef):
     )
 
     def build(self, b, x, idx, axis):
-        axis = tensor_axis(b, "take_along", x, axis)
-        check_indices(b, "take_along", idx.type)
-        check_constant_range(b, "take_along", idx, x.type.shape[axis], axis)
+        axis = _indexed_axis(b, self.name, x, idx, axis)
         return b.emit(self.name, [x, idx], {"axis": axis})[0]
 
     def infer(self, attrs, inputs, b):
