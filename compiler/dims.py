@@ -88,6 +88,11 @@ def is_static(d: Dim) -> bool:
     return isinstance(d, int)
 
 
+def is_dim(v: object) -> bool:
+    """An int (not a bool) or a symbolic dim: what an argument giving a dim may be."""
+    return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, Sym)
+
+
 def add(a: Dim, b: Dim) -> Dim:
     if isinstance(a, int) and isinstance(b, int):
         return a + b

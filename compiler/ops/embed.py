@@ -102,7 +102,7 @@ class OneHot(OpDef):
                               "from step to step", "compute it outside the step")
             inputs.append(depth)
             depth = f"{b.label}.depth"
-        elif isinstance(depth, bool) or not isinstance(depth, int | D.Sym):
+        elif not D.is_dim(depth):
             raise b.type_error(f"one_hot: 'depth' expects an integer, a symbolic dim or an integer scalar "
                                f"tensor; got {depth!r}")
         elif isinstance(depth, int) and depth <= 0:

@@ -14,6 +14,7 @@ import numpy as np
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, TensorType, Value
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
+from netc.compiler.ops.shape import _flat_args
 from netc.compiler.shapes import numel, same_dim, tensor_axis
 
 _INDEX_DTYPES = (DType.i32, DType.i64)
@@ -396,7 +397,7 @@ class Arange(OpDef):
     def build(self, b, start, stop, step, dtype):
         if stop is None:
             start, stop = 0, start
-        if not (isinstance(stop, int | D.Sym) and not isinstance(stop, bool)):
+        if not D.is_dim(stop):
             raise b.type_error(f"arange: 'stop' expects an integer or a symbolic dim; got {stop!r}")
         if step == 0:
             raise b.error("arange: step must not be zero")
@@ -441,11 +442,11 @@ class Expand(OpDef):
     )
 
     def build(self, b, x, dims):
-        target = list(dims[0]) if len(dims) == 1 and isinstance(dims[0], list | tuple) else list(dims)
+        target = _flat_args(dims)
         if not target:
             raise b.error("expand needs the target dims, e.g. expand(x, N, 4)")
         for d in target:
-            if isinstance(d, bool) or not isinstance(d, int | D.Sym) or (isinstance(d, int) and d <= 0):
+            if not D.is_dim(d) or (isinstance(d, int) and d <= 0):
                 raise b.type_error(f"expand: dims must be positive integers or symbolic dims; got {d!r}")
         return b.emit(self.name, [x], {"shape": tuple(target)})[0]
 

@@ -79,8 +79,7 @@ class _Resize(OpDef):
             items = list(size) if isinstance(size, list | tuple) else [size]
             if len(items) == 1:
                 items = items * n
-            if len(items) != n or not all(isinstance(d, D.Sym) or (isinstance(d, int) and not isinstance(d, bool))
-                                          for d in items):
+            if len(items) != n or not all(D.is_dim(d) for d in items):
                 raise b.type_error(f"{fname}: 'size' expects {n} output lengths (one per axis "
                                    f"{', '.join(names)}), integers or symbolic dims; got {describe(size)}")
             for d in items:

@@ -34,8 +34,7 @@ PADDING = ("zeros", "border", "reflection")
 
 def check_size(b, fname: str, size: Any) -> tuple[D.Dim, D.Dim]:
     items = list(size) if isinstance(size, list | tuple) else None
-    if items is None or len(items) != 2 or not all(
-            isinstance(d, D.Sym) or (isinstance(d, int) and not isinstance(d, bool)) for d in items):
+    if items is None or len(items) != 2 or not all(D.is_dim(d) for d in items):
         raise b.type_error(f"{fname}: 'size' expects the output [H, W] (integers or symbolic dims); "
                            f"got {describe(size)}", "e.g. size=[28, 28], or size=[dim(x, 2), dim(x, 3)]")
     if any(isinstance(d, int) and d < 1 for d in items):

@@ -20,10 +20,6 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_dim(v: Any) -> bool:
-    return _is_int(v) or isinstance(v, D.Sym)
-
-
 def _flat_args(values: tuple) -> list:
     """`f(a, b, c)` and `f([a, b, c])` mean the same."""
     if len(values) == 1 and isinstance(values[0], list | tuple):
@@ -132,7 +128,7 @@ class Reshape(OpDef):
         if not dims:
             raise b.error("reshape needs the new dims, e.g. reshape(x, N, -1)")
         for d in dims:
-            if not _is_dim(d):
+            if not D.is_dim(d):
                 raise b.type_error(f"reshape: dims must be integers or symbolic dims; got {d!r}")
             if _is_int(d) and d <= 0 and d != -1:
                 raise b.error(f"reshape: dim {d} is not allowed; dims are positive, or -1 for one inferred dim",
@@ -294,7 +290,7 @@ class Split(OpDef):
                               "give the sizes as a list: split(x, [a, b], axis=...)")
             sizes: tuple[D.Dim, ...] = (size,) * parts
         elif isinstance(parts, list | tuple):
-            if not parts or not all(_is_dim(s) for s in parts):
+            if not parts or not all(D.is_dim(s) for s in parts):
                 raise b.type_error(f"split: sizes must be a non-empty list of dims; got {list(parts)}")
             if any(_is_int(s) and s <= 0 for s in parts):
                 raise b.error(f"split: sizes must be positive; got {list(parts)}")
