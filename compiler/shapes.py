@@ -29,6 +29,18 @@ def broadcast_shapes(a: Sequence[Dim], b: Sequence[Dim]) -> tuple[Dim, ...] | No
     return tuple(reversed(out))
 
 
+def broadcast_types(b, name: str, *types: TensorType) -> tuple[Dim, ...]:
+    """The broadcast shape of `types` for the op `name`; a located error (builder `b`) when
+    they do not broadcast."""
+    shape: tuple[Dim, ...] | None = types[0].shape
+    for t in types[1:]:
+        shape = broadcast_shapes(shape, t.shape) if shape is not None else None
+    if shape is None:
+        raise b.error(f"{name}: shapes {' and '.join(str(t) for t in types)} do not broadcast",
+                      "shapes broadcast when, from the last axis, each pair of dims is equal or one is 1")
+    return shape
+
+
 def numel(shape: Sequence[Dim]) -> Dim:
     total: Dim = 1
     for d in shape:

@@ -7,7 +7,7 @@ from typing import Any
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, TensorType, Value
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
-from netc.compiler.shapes import broadcast_shapes, numel
+from netc.compiler.shapes import broadcast_shapes, broadcast_types, numel
 
 _MATMUL_DTYPES = (DType.f16, DType.bf16, DType.f32, DType.f64, DType.i32, DType.i64)
 
@@ -23,8 +23,7 @@ class _Binary(OpDef):
 
     def infer(self, attrs, inputs, b):
         x, y = inputs
-        if x.dtype != y.dtype:
-            raise b.type_error(f"{self.name}: dtypes differ: {x} and {y}", "convert one side with cast(x, dtype)")
+        check_same_dtype(b, self.name, x, y)
         if self.float_only and not x.dtype.is_float:
             raise b.type_error(f"{self.name} needs floating-point tensors; got {x}")
         if not (x.dtype.is_float or x.dtype.is_int):
@@ -32,17 +31,18 @@ class _Binary(OpDef):
         if self.name == "div" and x.dtype.is_int:  # ONNX Div truncates; compile-time 7 / 2 is 3.5
             raise b.type_error(f"'/' of integer tensors is not defined ({x} and {y}): it would truncate at run "
                                "time but divides exactly at compile time", "use // to round down, or cast(x, f32)")
-        shape = broadcast_shapes(x.shape, y.shape)
-        if shape is None:
-            raise b.error(f"{self.name}: shapes {x} and {y} do not broadcast",
-                          "shapes broadcast when, from the last axis, each pair of dims is equal or one is 1")
-        return [TensorType(x.dtype, shape)]
+        return [TensorType(x.dtype, broadcast_types(b, self.name, x, y))]
 
     def flops(self, op):
         return numel(op.outputs[0].type.shape)
 
     def lower(self, ctx, op, inputs):
         return ctx.node(self.onnx_op, inputs)
+
+
+def check_same_dtype(b, name: str, x: TensorType, y: TensorType) -> None:
+    if x.dtype != y.dtype:
+        raise b.type_error(f"{name}: dtypes differ: {x} and {y}", "convert one side with cast(x, dtype)")
 
 
 def promote_scalars(b, fname: str, x: Any, y: Any) -> list[Value]:

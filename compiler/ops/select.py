@@ -16,28 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from netc.compiler.ir import DType, TensorType, Value
-from netc.compiler.ops.elementwise import promote_scalars
+from netc.compiler.ops.elementwise import check_same_dtype, promote_scalars
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
-from netc.compiler.shapes import broadcast_shapes, numel
+from netc.compiler.shapes import broadcast_types, numel
 
 # onnxruntime's CPU kernels for Less/Greater/... and Max/Min cover these; narrower integers
 # are widened to i32 in the lowering (comparison and max/min are exact under widening).
 _WIDE = (DType.f16, DType.f32, DType.f64, DType.i32, DType.i64)
-
-
-def _broadcast(b, name: str, *types: TensorType) -> tuple:
-    shape: tuple | None = types[0].shape
-    for t in types[1:]:
-        shape = broadcast_shapes(shape, t.shape) if shape is not None else None
-    if shape is None:
-        raise b.error(f"{name}: shapes {' and '.join(str(t) for t in types)} do not broadcast",
-                      "shapes broadcast when, from the last axis, each pair of dims is equal or one is 1")
-    return shape
-
-
-def _same_dtype(b, name: str, x: TensorType, y: TensorType) -> None:
-    if x.dtype != y.dtype:
-        raise b.type_error(f"{name}: dtypes differ: {x} and {y}", "convert one side with cast(x, dtype)")
 
 
 def widen(ctx, op, inputs: list[str]) -> list[str]:
@@ -60,12 +45,12 @@ class _Compare(OpDef):
 
     def infer(self, attrs, inputs, b):
         x, y = inputs
-        _same_dtype(b, self.name, x, y)
+        check_same_dtype(b, self.name, x, y)
         if x.dtype is DType.bool and not self.allows_bool:
             raise b.type_error(f"{self.name} orders numbers; got {x}", "compare bools with == or !=")
         if x.dtype is DType.bf16:
             raise b.type_error(f"{self.name}: bf16 tensors cannot be compared; cast(x, f32) first")
-        return [TensorType(DType.bool, _broadcast(b, self.name, x, y))]
+        return [TensorType(DType.bool, broadcast_types(b, self.name, x, y))]
 
     def flops(self, op):
         return numel(op.outputs[0].type.shape)
@@ -164,7 +149,7 @@ class _Logic(OpDef):
         x, y = inputs
         _check_bool(b, self.name, x)
         _check_bool(b, self.name, y)
-        return [TensorType(DType.bool, _broadcast(b, self.name, x, y))]
+        return [TensorType(DType.bool, broadcast_types(b, self.name, x, y))]
 
     def flops(self, op):
         return numel(op.outputs[0].type.shape)
@@ -279,7 +264,7 @@ class Where(OpDef):
         if x.dtype != y.dtype:
             raise b.type_error(f"where: the branches have different dtypes: {x} and {y}",
                                "convert one with cast(x, dtype)")
-        return [TensorType(x.dtype, _broadcast(b, "where", cond, x, y))]
+        return [TensorType(x.dtype, broadcast_types(b, "where", cond, x, y))]
 
     def flops(self, op):
         return numel(op.outputs[0].type.shape)
@@ -304,10 +289,10 @@ class _MinMax(OpDef):
 
     def infer(self, attrs, inputs, b):
         x, y = inputs
-        _same_dtype(b, self.name, x, y)
+        check_same_dtype(b, self.name, x, y)
         if not (x.dtype.is_float or x.dtype.is_int) or x.dtype is DType.bf16:
             raise b.type_error(f"{self.name} needs numeric tensors; got {x}")
-        return [TensorType(x.dtype, _broadcast(b, self.name, x, y))]
+        return [TensorType(x.dtype, broadcast_types(b, self.name, x, y))]
 
     def flops(self, op):
         return numel(op.outputs[0].type.shape)
@@ -357,10 +342,10 @@ class _FloorOp(OpDef):
 
     def infer(self, attrs, inputs, b):
         x, y = inputs
-        _same_dtype(b, self.name, x, y)
+        check_same_dtype(b, self.name, x, y)
         if not (x.dtype.is_float or x.dtype.is_int) or x.dtype is DType.bf16:
             raise b.type_error(f"{self.name} needs numeric tensors; got {x}", "cast(x, dtype) to compute with it")
-        return [TensorType(x.dtype, _broadcast(b, self.name, x, y))]
+        return [TensorType(x.dtype, broadcast_types(b, self.name, x, y))]
 
     def flops(self, op):
         return numel(op.outputs[0].type.shape)
