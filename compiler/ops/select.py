@@ -279,6 +279,14 @@ class Where(OpDef):
         return ctx.node("Cast", ctx.node("Where", [cond, *wide]), to=dtype.onnx)
 
 
+def _numeric_pair(b, name: str, x: TensorType, y: TensorType, hints: tuple[str, ...] = ()) -> TensorType:
+    """The result of an elementwise op on two numeric (not bf16) tensors of one dtype."""
+    check_same_dtype(b, name, x, y)
+    if not (x.dtype.is_float or x.dtype.is_int) or x.dtype is DType.bf16:
+        raise b.type_error(f"{name} needs numeric tensors; got {x}", *hints)
+    return TensorType(x.dtype, broadcast_types(b, name, x, y))
+
+
 class _MinMax(OpDef):
     signature = (Arg("x", "any"), Arg("y", "any"))
     onnx_op = ""
@@ -288,11 +296,7 @@ class _MinMax(OpDef):
         return b.emit(self.name, promote_scalars(b, self.name, x, y), {})[0]
 
     def infer(self, attrs, inputs, b):
-        x, y = inputs
-        check_same_dtype(b, self.name, x, y)
-        if not (x.dtype.is_float or x.dtype.is_int) or x.dtype is DType.bf16:
-            raise b.type_error(f"{self.name} needs numeric tensors; got {x}")
-        return [TensorType(x.dtype, broadcast_types(b, self.name, x, y))]
+        return [_numeric_pair(b, self.name, *inputs)]
 
     def flops(self, op):
         return numel(op.outputs[0].type.shape)
@@ -341,11 +345,7 @@ class _FloorOp(OpDef):
         return b.emit(self.name, promote_scalars(b, self.name, x, y), {})[0]
 
     def infer(self, attrs, inputs, b):
-        x, y = inputs
-        check_same_dtype(b, self.name, x, y)
-        if not (x.dtype.is_float or x.dtype.is_int) or x.dtype is DType.bf16:
-            raise b.type_error(f"{self.name} needs numeric tensors; got {x}", "cast(x, dtype) to compute with it")
-        return [TensorType(x.dtype, broadcast_types(b, self.name, x, y))]
+        return [_numeric_pair(b, self.name, *inputs, hints=("cast(x, dtype) to compute with it",))]
 
     def flops(self, op):
         return numel(op.outputs[0].type.shape)
