@@ -39,6 +39,23 @@ def rank_hint(x: Value, spatial: int, fname: str) -> str:
     return f"reshape first: {source} -> reshape({dims}) -> {fname}(...)"
 
 
+def conv_input_channels(b, name: str, x: Value, spatial: int, filters: int, groups: int) -> int:
+    """The channels C of a (transposed) convolution's input x [N, C, *spatial], checked:
+    x's rank and float dtype, C known at compile time, groups dividing C and filters."""
+    if x.type.rank != spatial + 2:
+        raise b.error(f"{name} expects a tensor {layout(spatial)} (rank {spatial + 2}); got {x.type} "
+                      f"(rank {x.type.rank})", rank_hint(x, spatial, name))
+    if not x.type.dtype.is_float:
+        raise b.type_error(f"{name} needs a floating-point input; got {x.type}", "convert it first: cast(x, f32)")
+    channels = b.static(x.type.shape[1], f"{name}: the input channels (axis 1)")
+    if channels % groups:
+        raise b.error(f"{name}: groups={groups} does not divide the {channels} input channels of {x.type}")
+    if filters % groups:
+        raise b.type_error(f"{name}: groups={groups} does not divide filters={filters}",
+                           "each group needs the same number of output channels")
+    return channels
+
+
 class _Conv(OpDef):
     spatial: ClassVar[int]
     has_params = True
@@ -61,18 +78,7 @@ class _Conv(OpDef):
 
     def build(self, b, x, filters, kernel, stride, pad, dilation, groups, bias, act, weight_init, bias_init):
         n = self.spatial
-        if x.type.rank != n + 2:
-            raise b.error(f"{self.name} expects a tensor {layout(n)} (rank {n + 2}); got {x.type} "
-                          f"(rank {x.type.rank})", rank_hint(x, n, self.name))
-        if not x.type.dtype.is_float:
-            raise b.type_error(f"{self.name} needs a floating-point input; got {x.type}",
-                               "convert it first: cast(x, f32)")
-        channels = b.static(x.type.shape[1], f"{self.name}: the input channels (axis 1)")
-        if channels % groups:
-            raise b.error(f"{self.name}: groups={groups} does not divide the {channels} input channels of {x.type}")
-        if filters % groups:
-            raise b.type_error(f"{self.name}: groups={groups} does not divide filters={filters}",
-                               "each group needs the same number of output channels")
+        channels = conv_input_channels(b, self.name, x, n, filters, groups)
         kernel = per_axis(b, self.name, "kernel", kernel, n)
         stride = per_axis(b, self.name, "stride", stride, n)
         dilation = per_axis(b, self.name, "dilation", dilation, n)

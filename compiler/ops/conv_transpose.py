@@ -23,9 +23,9 @@ from typing import ClassVar
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, Init, TensorType
 from netc.compiler.ops.activations import lower_activation
-from netc.compiler.ops.conv import rank_hint
+from netc.compiler.ops.conv import conv_input_channels
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
-from netc.compiler.ops.spatial import axis_names, layout, parse_pad, per_axis
+from netc.compiler.ops.spatial import axis_names, parse_pad, per_axis
 from netc.compiler.shapes import numel
 
 
@@ -70,17 +70,7 @@ class _ConvTranspose(OpDef):
     def build(self, b, x, filters, kernel, stride, pad, output_pad, dilation, groups, bias, act, weight_init,
               bias_init):
         n, name = self.spatial, self.name
-        if x.type.rank != n + 2:
-            raise b.error(f"{name} expects a tensor {layout(n)} (rank {n + 2}); got {x.type} (rank {x.type.rank})",
-                          rank_hint(x, n, name))
-        if not x.type.dtype.is_float:
-            raise b.type_error(f"{name} needs a floating-point input; got {x.type}", "convert it first: cast(x, f32)")
-        channels = b.static(x.type.shape[1], f"{name}: the input channels (axis 1)")
-        if channels % groups:
-            raise b.error(f"{name}: groups={groups} does not divide the {channels} input channels of {x.type}")
-        if filters % groups:
-            raise b.type_error(f"{name}: groups={groups} does not divide filters={filters}",
-                               "each group needs the same number of output channels")
+        channels = conv_input_channels(b, name, x, n, filters, groups)
         kernel = per_axis(b, name, "kernel", kernel, n)
         stride = per_axis(b, name, "stride", stride, n)
         dilation = per_axis(b, name, "dilation", dilation, n)
