@@ -25,7 +25,13 @@ from netc.compiler.operands import is_literal
 from netc.compiler.ops import REGISTRY
 from netc.compiler.ops.registry import REQUIRED, Arg
 from netc.compiler.program import ModuleInfo, Program
-from netc.compiler.sharing import SharedLayer, call_shared, declare_param, read_attribute
+from netc.compiler.sharing import (
+    SharedLayer,
+    call_shared,
+    declare_param,
+    declared_dtype,
+    read_attribute,
+)
 from netc.compiler.values import BlockFn, Builtin, Intrinsic, Word, convert, count_text, describe
 from netc.dsl import ast
 from netc.dsl.errors import (
@@ -653,12 +659,7 @@ class _NetworkCtx:
     def add_input(self, elab: Elaborator, stmt: ast.Input, scope: Scope) -> None:
         if stmt.name in self.input_spans or stmt.name in scope.vars:
             raise NetcNameError(f"'{stmt.name}' is already defined", stmt.span)
-        try:
-            dtype = DType(stmt.dtype.id)
-        except ValueError:
-            raise NetcTypeError(f"unknown dtype '{stmt.dtype.id}'", stmt.dtype.span,
-                                [did_you_mean(stmt.dtype.id, [d.value for d in DType])
-                                 or "dtypes: " + ", ".join(d.value for d in DType)]) from None
+        dtype = declared_dtype(stmt.dtype)
         if dtype is DType.bf16:
             raise NetcTypeError("bf16 inputs are not supported (NumPy has no bfloat16)", stmt.dtype.span)
         shape = []

@@ -158,14 +158,19 @@ def _source_name(expr: ast.Expr) -> str:
 # ---------------------------------------------------------------------- param declarations
 
 
+def declared_dtype(name: ast.Name) -> DType:
+    """The dtype a declaration (`input`, `param`) names; an unknown name is a located error."""
+    try:
+        return DType(name.id)
+    except ValueError:
+        raise NetcTypeError(f"unknown dtype '{name.id}'", name.span,
+                            [did_you_mean(name.id, [d.value for d in DType])
+                             or "dtypes: " + ", ".join(d.value for d in DType)]) from None
+
+
 def declare_param(elab, stmt: ast.ParamDecl, scope) -> Value:
     """`param name: dtype[dims] = init`: a learned tensor, named under the block instance."""
-    try:
-        dtype = DType(stmt.dtype.id)
-    except ValueError:
-        raise NetcTypeError(f"unknown dtype '{stmt.dtype.id}'", stmt.dtype.span,
-                            [did_you_mean(stmt.dtype.id, [d.value for d in DType])
-                             or "dtypes: " + ", ".join(d.value for d in DType)]) from None
+    dtype = declared_dtype(stmt.dtype)
     if not dtype.is_float or dtype is DType.bf16:
         raise NetcTypeError(f"param '{stmt.name}': a learned tensor is f16, f32 or f64; got {dtype.value}",
                             stmt.dtype.span, ["integer tables are inputs or constants, not parameters"])
