@@ -56,6 +56,19 @@ def conv_input_channels(b, name: str, x: Value, spatial: int, filters: int, grou
     return channels
 
 
+def conv_params(b, weight_shape: tuple[int, ...], channels: int, filters: int, groups: int, dtype: DType,
+                bias: bool, weight_init: Init, bias_init: Init) -> tuple[Value, Value | None]:
+    """The weight (`weight_shape`, the kernel last) and the optional bias [filters] of a
+    (transposed) convolution, both with fan-in C/groups * prod(kernel) and fan-out
+    filters/groups * prod(kernel)."""
+    taps = math.prod(weight_shape[2:])
+    fan_in = channels // groups * taps
+    fan_out = filters // groups * taps
+    w = b.param("weight", weight_shape, dtype, weight_init, fan_in=fan_in, fan_out=fan_out)
+    bv = b.param("bias", (filters,), dtype, bias_init, fan_in=fan_in, fan_out=fan_out) if bias else None
+    return w, bv
+
+
 class _Conv(OpDef):
     spatial: ClassVar[int]
     has_params = True
@@ -86,12 +99,8 @@ class _Conv(OpDef):
         pads = resolve_pads(spec, x.type.shape[2:], kernel, stride, dilation)
         window = Window(kernel, stride, dilation, pads)
         output_dims(b, self.name, x.type, window)  # shape errors before any parameter is made
-        dtype = x.type.dtype
-        fan_in = channels // groups * math.prod(kernel)
-        fan_out = filters // groups * math.prod(kernel)
-        w = b.param("weight", (filters, channels // groups, *kernel), dtype, weight_init, fan_in=fan_in,
-                    fan_out=fan_out)
-        bv = b.param("bias", (filters,), dtype, bias_init, fan_in=fan_in, fan_out=fan_out) if bias else None
+        w, bv = conv_params(b, (filters, channels // groups, *kernel), channels, filters, groups, x.type.dtype, bias,
+                            weight_init, bias_init)
         attrs = {"kernel": kernel, "stride": stride, "dilation": dilation, "pads": pads, "groups": groups,
                  "act": act}
         return b.emit(self.name, [x, w, bv], attrs)[0]

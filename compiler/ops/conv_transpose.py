@@ -23,7 +23,7 @@ from typing import ClassVar
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, Init, TensorType
 from netc.compiler.ops.activations import lower_activation
-from netc.compiler.ops.conv import conv_input_channels
+from netc.compiler.ops.conv import conv_input_channels, conv_params
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
 from netc.compiler.ops.spatial import axis_names, parse_pad, per_axis
 from netc.compiler.shapes import numel
@@ -99,12 +99,8 @@ class _ConvTranspose(OpDef):
         else:
             pads = spec
         transposed_dims(b, name, x.type, kernel, stride, dilation, pads, output_pad)
-        dtype = x.type.dtype
-        fan_in = channels // groups * math.prod(kernel)
-        fan_out = filters // groups * math.prod(kernel)
-        w = b.param("weight", (channels, filters // groups, *kernel), dtype, weight_init, fan_in=fan_in,
-                    fan_out=fan_out)
-        bv = b.param("bias", (filters,), dtype, bias_init, fan_in=fan_in, fan_out=fan_out) if bias else None
+        w, bv = conv_params(b, (channels, filters // groups, *kernel), channels, filters, groups, x.type.dtype, bias,
+                            weight_init, bias_init)
         attrs = {"kernel": kernel, "stride": stride, "dilation": dilation, "pads": pads, "output_pad": output_pad,
                  "groups": groups, "act": act}
         return b.emit(name, [x, w, bv], attrs)[0]
