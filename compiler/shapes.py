@@ -41,6 +41,13 @@ def broadcast_types(b, name: str, *types: TensorType) -> tuple[Dim, ...]:
     return shape
 
 
+def replace_dim(shape: Sequence[Dim], axis: int, d: Dim) -> tuple[Dim, ...]:
+    """`shape` with the dim at `axis` replaced by `d`."""
+    out = list(shape)
+    out[axis] = d
+    return tuple(out)
+
+
 def numel(shape: Sequence[Dim]) -> Dim:
     total: Dim = 1
     for d in shape:

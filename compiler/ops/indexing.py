@@ -15,7 +15,7 @@ from netc.compiler import dims as D
 from netc.compiler.ir import DType, TensorType, Value
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
 from netc.compiler.ops.shape import _flat_args
-from netc.compiler.shapes import numel, same_dim, tensor_axis
+from netc.compiler.shapes import numel, replace_dim, same_dim, tensor_axis
 
 _INDEX_DTYPES = (DType.i32, DType.i64)
 
@@ -196,9 +196,8 @@ class TopK(OpDef):
         (x,) = inputs
         if x.dtype not in (DType.f32, DType.f64, DType.i32, DType.i64):
             raise b.type_error(f"topk needs an f32, f64, i32 or i64 tensor; got {x}", "convert with cast(x, f32)")
-        shape = list(x.shape)
-        shape[attrs["axis"]] = attrs["k"]
-        return [TensorType(x.dtype, tuple(shape)), TensorType(DType.i64, tuple(shape))]
+        shape = replace_dim(x.shape, attrs["axis"], attrs["k"])
+        return [TensorType(x.dtype, shape), TensorType(DType.i64, shape)]
 
     def flops(self, op):
         return numel(op.inputs[0].type.shape)
@@ -245,9 +244,7 @@ class Compress(OpDef):
                                "make one by comparing: x != blank")
         if not same_dim(mask.shape[0], x.shape[axis]):
             raise b.error(f"compress: the mask {mask} must have the length of axis {axis} of {x}")
-        shape = list(x.shape)
-        shape[axis] = D.symbol(attrs["length"])
-        return [TensorType(x.dtype, tuple(shape))]
+        return [TensorType(x.dtype, replace_dim(x.shape, axis, D.symbol(attrs["length"])))]
 
     def lower(self, ctx, op, inputs):
         out = ctx.node("Compress", inputs, axis=op.attrs["axis"])
@@ -312,10 +309,9 @@ class Compact(OpDef):
                                "make one by comparing: ids != blank")
         if x.dtype is DType.bf16:
             raise b.type_error("compact: bf16 is not supported")
-        shape = list(x.shape)
-        shape[axis] = D.symbol(attrs["length"])
+        shape = replace_dim(x.shape, axis, D.symbol(attrs["length"]))
         lengths = tuple(d for a, d in enumerate(x.shape) if a != axis)
-        return [TensorType(x.dtype, tuple(shape)), TensorType(DType.i64, lengths)]
+        return [TensorType(x.dtype, shape), TensorType(DType.i64, lengths)]
 
     def lower(self, ctx, op, inputs):
         x, mask = inputs

@@ -9,7 +9,7 @@ from netc.compiler import dims as D
 from netc.compiler.ir import DType, Init, TensorType
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
 from netc.compiler.ops.shape import divide_dims, lower_reshape
-from netc.compiler.shapes import numel
+from netc.compiler.shapes import numel, replace_dim
 
 
 def _float_input(b, name: str, x) -> None:
@@ -358,9 +358,7 @@ class Maxout(OpDef):
     def infer(self, attrs, inputs, b):
         (x,) = inputs
         axis, pieces = b.axis(attrs["axis"], x.rank, "maxout: axis"), attrs["pieces"]
-        shape = list(x.shape)
-        shape[axis] = divide_dims(shape[axis], pieces)
-        return [TensorType(x.dtype, tuple(shape))]
+        return [TensorType(x.dtype, replace_dim(x.shape, axis, divide_dims(x.shape[axis], pieces)))]
 
     def flops(self, op):
         return numel(op.inputs[0].type.shape)

@@ -13,7 +13,7 @@ from typing import Any
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, TensorType, Value
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
-from netc.compiler.shapes import numel, same_dim, tensor_axis
+from netc.compiler.shapes import numel, replace_dim, same_dim, tensor_axis
 
 
 def _is_int(v: Any) -> bool:
@@ -244,9 +244,7 @@ class Concat(OpDef):
                     raise b.error(f"concat along axis {axis}: {first} and {t} differ in axis {a} ({d0} vs {d})",
                                   "every axis except the concatenation axis must match")
             total = D.add(total, t.shape[axis])
-        shape = list(first.shape)
-        shape[axis] = total
-        return [TensorType(first.dtype, tuple(shape))]
+        return [TensorType(first.dtype, replace_dim(first.shape, axis, total))]
 
     def hoistable(self, op, varying):
         # Every piece needs the new leading axis: a step-invariant piece is not repeated.
@@ -309,12 +307,7 @@ class Split(OpDef):
     def infer(self, attrs, inputs, b):
         (x,) = inputs
         axis, sizes = attrs["axis"], attrs["sizes"]
-        out = []
-        for s in sizes:
-            shape = list(x.shape)
-            shape[axis] = s
-            out.append(TensorType(x.dtype, tuple(shape)))
-        return out
+        return [TensorType(x.dtype, replace_dim(x.shape, axis, s)) for s in sizes]
 
     def lower(self, ctx, op, inputs):
         sizes, axis = op.attrs["sizes"], op.attrs["axis"]
