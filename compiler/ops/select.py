@@ -71,9 +71,9 @@ _CMP_CASES = (
 )
 
 
-def _cmp_cases(name: str, sym: str) -> tuple[Case, ...]:
-    return tuple(Case(c.expr.replace("OP", name).replace("SYM", sym), c.inputs, c.int_high, c.note)
-                 for c in _CMP_CASES)
+def _spelled(cases: tuple[Case, ...], name: str, sym: str) -> tuple[Case, ...]:
+    """`cases` for one op: OP spelled as its name, SYM as its operator."""
+    return tuple(Case(c.expr.replace("OP", name).replace("SYM", sym), c.inputs, c.int_high, c.note) for c in cases)
 
 
 @register
@@ -82,8 +82,8 @@ class Equal(_Compare):
     onnx_op = "Equal"
     allows_bool = True
     doc = "a == b elementwise with broadcasting: a bool tensor"
-    cases = (*_cmp_cases("equal", "=="), Case("(x > 0) == (y > 0)", {"x": "{f}[2, 3]", "y": "{f}[3]"},
-                                               note="bools"))
+    cases = (*_spelled(_CMP_CASES, "equal", "=="),
+             Case("(x > 0) == (y > 0)", {"x": "{f}[2, 3]", "y": "{f}[3]"}, note="bools"))
 
 
 @register
@@ -93,7 +93,7 @@ class NotEqual(_Compare):
     negate = True
     allows_bool = True
     doc = "a != b elementwise with broadcasting: a bool tensor"
-    cases = _cmp_cases("not_equal", "!=")
+    cases = _spelled(_CMP_CASES, "not_equal", "!=")
 
 
 @register
@@ -101,7 +101,7 @@ class Less(_Compare):
     name = "less"
     onnx_op = "Less"
     doc = "a < b elementwise with broadcasting: a bool tensor"
-    cases = _cmp_cases("less", "<")
+    cases = _spelled(_CMP_CASES, "less", "<")
 
 
 @register
@@ -109,7 +109,7 @@ class LessEqual(_Compare):
     name = "less_equal"
     onnx_op = "LessOrEqual"
     doc = "a <= b elementwise with broadcasting: a bool tensor"
-    cases = _cmp_cases("less_equal", "<=")
+    cases = _spelled(_CMP_CASES, "less_equal", "<=")
 
 
 @register
@@ -117,7 +117,7 @@ class Greater(_Compare):
     name = "greater"
     onnx_op = "Greater"
     doc = "a > b elementwise with broadcasting: a bool tensor"
-    cases = _cmp_cases("greater", ">")
+    cases = _spelled(_CMP_CASES, "greater", ">")
 
 
 @register
@@ -125,7 +125,7 @@ class GreaterEqual(_Compare):
     name = "greater_equal"
     onnx_op = "GreaterOrEqual"
     doc = "a >= b elementwise with broadcasting: a bool tensor"
-    cases = _cmp_cases("greater_equal", ">=")
+    cases = _spelled(_CMP_CASES, "greater_equal", ">=")
 
 
 # ---------------------------------------------------------------------- boolean logic
@@ -180,17 +180,12 @@ _LOGIC_CASES = (
 )
 
 
-def _logic_cases(name: str, sym: str) -> tuple[Case, ...]:
-    return tuple(Case(c.expr.replace("OP", name).replace("SYM", sym), c.inputs, c.int_high, c.note)
-                 for c in _LOGIC_CASES)
-
-
 @register
 class And(_Logic):
     name = "logical_and"
     onnx_op = "And"
     doc = "a and b on bool tensors, elementwise with broadcasting"
-    cases = _logic_cases("logical_and", "and")
+    cases = _spelled(_LOGIC_CASES, "logical_and", "and")
 
 
 @register
@@ -198,7 +193,7 @@ class Or(_Logic):
     name = "logical_or"
     onnx_op = "Or"
     doc = "a or b on bool tensors, elementwise with broadcasting"
-    cases = _logic_cases("logical_or", "or")
+    cases = _spelled(_LOGIC_CASES, "logical_or", "or")
 
 
 @register
