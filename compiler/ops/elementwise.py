@@ -12,14 +12,23 @@ from netc.compiler.shapes import broadcast_shapes, broadcast_types, numel
 _MATMUL_DTYPES = (DType.f16, DType.bf16, DType.f32, DType.f64, DType.i32, DType.i64)
 
 
-class _Binary(OpDef):
+class TwoOperands(OpDef):
+    """Base of the elementwise ops of two operands with broadcasting: a number operand becomes
+    a constant of the tensor's dtype; one FLOP per output element."""
+
     signature = (Arg("x", "any"), Arg("y", "any"))
-    onnx_op = ""
-    float_only = False
     step_polymorphic = True
 
     def build(self, b, x, y):
         return b.emit(self.name, promote_scalars(b, self.name, x, y), {})[0]
+
+    def flops(self, op):
+        return numel(op.outputs[0].type.shape)
+
+
+class _Binary(TwoOperands):
+    onnx_op = ""
+    float_only = False
 
     def infer(self, attrs, inputs, b):
         x, y = inputs
@@ -32,9 +41,6 @@ class _Binary(OpDef):
             raise b.type_error(f"'/' of integer tensors is not defined ({x} and {y}): it would truncate at run "
                                "time but divides exactly at compile time", "use // to round down, or cast(x, f32)")
         return [TensorType(x.dtype, broadcast_types(b, self.name, x, y))]
-
-    def flops(self, op):
-        return numel(op.outputs[0].type.shape)
 
     def lower(self, ctx, op, inputs):
         return ctx.node(self.onnx_op, inputs)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from netc.compiler.ir import DType, TensorType, Value
-from netc.compiler.ops.elementwise import check_same_dtype, promote_scalars
+from netc.compiler.ops.elementwise import TwoOperands, check_same_dtype, promote_scalars
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
 from netc.compiler.shapes import broadcast_types, numel
 
@@ -33,15 +33,10 @@ def widen(ctx, op, inputs: list[str]) -> list[str]:
     return [ctx.node("Cast", [i], to=DType.i32.onnx)[0] for i in inputs]
 
 
-class _Compare(OpDef):
-    signature = (Arg("x", "any"), Arg("y", "any"))
+class _Compare(TwoOperands):
     onnx_op = ""
     negate = False
     allows_bool = False
-    step_polymorphic = True
-
-    def build(self, b, x, y):
-        return b.emit(self.name, promote_scalars(b, self.name, x, y), {})[0]
 
     def infer(self, attrs, inputs, b):
         x, y = inputs
@@ -51,9 +46,6 @@ class _Compare(OpDef):
         if x.dtype is DType.bf16:
             raise b.type_error(f"{self.name}: bf16 tensors cannot be compared; cast(x, f32) first")
         return [TensorType(DType.bool, broadcast_types(b, self.name, x, y))]
-
-    def flops(self, op):
-        return numel(op.outputs[0].type.shape)
 
     def lower(self, ctx, op, inputs):
         y = ctx.node(self.onnx_op, widen(ctx, op, inputs))
@@ -137,12 +129,10 @@ def _check_bool(b, name: str, t: TensorType) -> None:
                            "compare to make one (x > 0), or cast(x, bool) to test for non-zero")
 
 
-class _Logic(OpDef):
-    signature = (Arg("x", "any"), Arg("y", "any"))
+class _Logic(TwoOperands):
     onnx_op = ""
-    step_polymorphic = True
 
-    def build(self, b, x, y):
+    def build(self, b, x, y):  # true/false rather than numbers
         return b.emit(self.name, _bool_operands(b, self.name, x, y), {})[0]
 
     def infer(self, attrs, inputs, b):
@@ -150,9 +140,6 @@ class _Logic(OpDef):
         _check_bool(b, self.name, x)
         _check_bool(b, self.name, y)
         return [TensorType(DType.bool, broadcast_types(b, self.name, x, y))]
-
-    def flops(self, op):
-        return numel(op.outputs[0].type.shape)
 
     def lower(self, ctx, op, inputs):
         return ctx.node(self.onnx_op, inputs)
@@ -282,19 +269,11 @@ def _numeric_pair(b, name: str, x: TensorType, y: TensorType, hints: tuple[str, 
     return TensorType(x.dtype, broadcast_types(b, name, x, y))
 
 
-class _MinMax(OpDef):
-    signature = (Arg("x", "any"), Arg("y", "any"))
+class _MinMax(TwoOperands):
     onnx_op = ""
-    step_polymorphic = True
-
-    def build(self, b, x, y):
-        return b.emit(self.name, promote_scalars(b, self.name, x, y), {})[0]
 
     def infer(self, attrs, inputs, b):
         return [_numeric_pair(b, self.name, *inputs)]
-
-    def flops(self, op):
-        return numel(op.outputs[0].type.shape)
 
     def lower(self, ctx, op, inputs):
         y = ctx.node(self.onnx_op, widen(ctx, op, inputs))
@@ -332,18 +311,9 @@ class Minimum(_MinMax):
 # ---------------------------------------------------------------------- floor % and //
 
 
-class _FloorOp(OpDef):
-    signature = (Arg("x", "any"), Arg("y", "any"))
-    step_polymorphic = True
-
-    def build(self, b, x, y):
-        return b.emit(self.name, promote_scalars(b, self.name, x, y), {})[0]
-
+class _FloorOp(TwoOperands):
     def infer(self, attrs, inputs, b):
         return [_numeric_pair(b, self.name, *inputs, hints=("cast(x, dtype) to compute with it",))]
-
-    def flops(self, op):
-        return numel(op.outputs[0].type.shape)
 
 
 @register
