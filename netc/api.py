@@ -30,6 +30,7 @@ from netc.compiler.passes import PIPELINE
 from netc.compiler.program import Program, load_program
 from netc.dsl.errors import NetcInputError
 from netc.files import atomic_path, check_output_path
+from netc.runtime.inputs import MIN_SIZES_KEY, min_sizes_text
 
 if TYPE_CHECKING:  # the runtime (onnxruntime, the reference) loads only when a model runs
     from netc.runtime.inputs import InputSpec
@@ -99,6 +100,8 @@ def compile_file(path: str | Path, options: CompileOptions | None = None, source
     params = materialise(graph, options.seed, weights, source_name)
     metadata = {"netc.version": __version__, "netc.source": os.path.basename(str(path)),
                 "netc.network": graph.name, "netc.seed": str(options.seed)}
+    if graph.min_sizes.requirement_text():
+        metadata[MIN_SIZES_KEY] = min_sizes_text(graph.min_sizes.minima)
     if options.weights:
         metadata["netc.weights"] = os.path.basename(str(options.weights))
     model = lower_graph(graph, params, options.opset, metadata)
@@ -261,7 +264,7 @@ def run(model: Compiled | onnx.ModelProto | str | Path, inputs: Mapping[str, np.
     session, specs = open_model(model, provider, threads)
     feeds = dict(inputs or {})
     if random:
-        feeds = random_inputs(specs, seed, sizes, default=1, given=feeds)
+        feeds = random_inputs(specs, seed, sizes, default=1, given=feeds, minima=session.min_sizes)
     return run_session(session, feeds, specs)
 
 

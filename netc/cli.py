@@ -327,7 +327,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     given = read_inputs(args.input, args.inputs)
     session, specs, sizes = _open(args)
     if args.random:
-        feeds = random_inputs(specs, args.seed, sizes, default=1, given=given)
+        feeds = random_inputs(specs, args.seed, sizes, default=1, given=given, minima=session.min_sizes)
         made = [s for s in specs if s.name not in given]
         if made:
             shapes = ", ".join(f"{s.name}: {s.type_name}{list(feeds[s.name].shape)}" for s in made)

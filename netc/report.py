@@ -48,15 +48,23 @@ def op_params(op: Op) -> list[Param]:
     return list(seen.values())
 
 
-def op_flops(op: Op) -> int:
-    """The op's FLOP count with every symbolic dim taken as 1."""
-    return D.evaluate(REGISTRY[op.kind].flops(op), {}, default=1)
+def op_flops(op: Op, sizes: dict[str, int] | None = None) -> int:
+    """The op's FLOP count with symbolic dims at `sizes` (the network's least sizes), else 1."""
+    return D.evaluate(REGISTRY[op.kind].flops(op), sizes or {}, default=1)
 
 
 def layer_rows(graph: Graph) -> list[LayerRow]:
+    sizes = graph.min_sizes.minima
     return [LayerRow(op.label or op.kind, op.kind, ", ".join(str(v.type) for v in op.outputs),
-                     sum(p.size for p in op_params(op)), op_flops(op))
+                     sum(p.size for p in op_params(op)), op_flops(op, sizes))
             for op in graph.ops if op.kind not in FOLDED_KINDS]
+
+
+def requirement_lines(graph: Graph) -> list[str]:
+    """`needs T ≥ 5 (conv1d0 at f.net:4:7)`: the least sizes of symbolic dims, and where."""
+    found = graph.min_sizes
+    return [f"needs {name} ≥ {least}" + (f" (from {found.spans[name]})" if found.spans.get(name) else "")
+            for name, least in found.minima.items() if least > 1]
 
 
 def symbolic_dims(graph: Graph) -> list[str]:
@@ -87,10 +95,12 @@ def check_table(graph: Graph) -> str:
     dims = symbolic_dims(graph)
     flop_note = ""
     if dims:
-        flop_note = (f"  (symbolic dims {', '.join(dims)} counted as 1; "
-                     f"set sizes with --set {dims[0]}=...)")
+        at = ", ".join(f"{d}={graph.min_sizes.minima.get(d, 1)}" for d in dims)
+        flop_note = f"  (symbolic dims at their least sizes {at}; set sizes with --set {dims[0]}=...)"
+    needs = requirement_lines(graph)
     lines += [
         "",
+        *(["sizes: " + "; ".join(needs)] if needs else []),
         f"trainable parameters:     {trainable:,}",
         f"non-trainable parameters: {frozen:,}",
         f"parameter memory:         {human_bytes(nbytes)}",

@@ -80,7 +80,7 @@ def bench(session: Session, specs: Sequence[InputSpec], batches: Sequence[int] |
         if batch < 1:
             raise NetcInputError(f"batch sizes are positive; got {batch}")
         env = {**sizes, batch_name: batch} if batch_name is not None else sizes
-        feeds = random_inputs(specs, seed, env, default=1)
+        feeds = random_inputs(specs, seed, env, default=1, minima=session.min_sizes)
         for _ in range(warmup):
             session.session.run(names, feeds)
         times = _timed_runs(lambda feeds=feeds: session.session.run(names, feeds), iterations, seconds)

@@ -266,18 +266,47 @@ def check_inputs(specs: Sequence[InputSpec], arrays: Mapping[str, np.ndarray], p
 
 
 # --------------------------------------------------------------------------- making up
-def resolve_sizes(specs: Sequence[InputSpec], sizes: Mapping[str, int], default: int | Sequence[int] = 1) -> dict[str, int]:
+def resolve_sizes(specs: Sequence[InputSpec], sizes: Mapping[str, int], default: int | Sequence[int] = 1,
+                  minima: Mapping[str, int] | None = None) -> dict[str, int]:
     """A value for every symbolic dim: from `sizes`, else `default` (an int, or a cycle of
-    ints given to the dims in order of appearance)."""
+    ints given to the dims in order of appearance), shifted up to the least size the model
+    needs (`minima`: a cycle 2, 3 becomes 5, 6 for a dim that must be at least 5)."""
     cycle = [default] if isinstance(default, int) else list(default)
+    minima = minima or {}
     env = dict(sizes)
     k = 0
     for spec in specs:
         for s in spec.symbols():
             if s not in env:
-                env[s] = cycle[k % len(cycle)]
+                value = cycle[k % len(cycle)]
+                env[s] = max(value, minima.get(s, 1) + value - min(cycle))
                 k += 1
+    for name, least in minima.items():
+        if name in sizes and sizes[name] < least:
+            raise NetcInputError(f"{name} = {sizes[name]} is below the least size the model needs "
+                                 f"({name} ≥ {least})", None, [f"use --set {name}={least} or more"])
     return env
+
+
+MIN_SIZES_KEY = "netc.min_sizes"  # model metadata: `T=5,H=7`, the least sizes of symbolic dims
+
+
+def min_sizes_text(minima: Mapping[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in minima.items() if v > 1)
+
+
+def min_sizes_of(session) -> dict[str, int]:
+    """The least sizes a netc-compiled model records in its metadata (none for others)."""
+    try:
+        text = session.get_modelmeta().custom_metadata_map.get(MIN_SIZES_KEY, "")
+    except Exception:  # metadata is a courtesy: a model without it just has no minima
+        return {}
+    found = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        if name.isidentifier() and value.isdigit() and len(value) < 19:
+            found[name] = int(value)
+    return found
 
 
 def random_array(spec: InputSpec, env: Mapping[str, int], rng: np.random.Generator) -> np.ndarray:
@@ -298,12 +327,13 @@ def random_array(spec: InputSpec, env: Mapping[str, int], rng: np.random.Generat
 
 
 def random_inputs(specs: Sequence[InputSpec], seed: int = 0, sizes: Mapping[str, int] | None = None,
-                  default: int | Sequence[int] = 1, given: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                  default: int | Sequence[int] = 1, given: Mapping[str, np.ndarray] | None = None,
+                  minima: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
     """Every input: the `given` arrays, and random ones for the rest, whose symbolic dims
-    agree with the given arrays, then `sizes`, then `default`."""
+    agree with the given arrays, then `sizes`, then `default` raised to `minima`."""
     given = dict(given or {})
     fixed = check_inputs(specs, given, partial=True)
-    env = resolve_sizes(specs, {**(sizes or {}), **fixed}, default)
+    env = resolve_sizes(specs, {**(sizes or {}), **fixed}, default, minima)
     rng = np.random.default_rng(seed)
     return {s.name: given[s.name] if s.name in given else random_array(s, env, rng) for s in specs}
 

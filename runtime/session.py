@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
@@ -19,6 +19,7 @@ class Session:
     session: ort.InferenceSession
     provider: str  # the provider actually used: cpu | cuda
     threads: int
+    min_sizes: dict[str, int] = field(default_factory=dict)  # least sizes of symbolic dims (metadata)
 
     @property
     def input_names(self) -> list[str]:
@@ -60,4 +61,6 @@ def make_session(model: onnx.ModelProto | str | Path, provider: str = "cpu", thr
     if used == "cuda" and actual != PROVIDERS["cuda"]:
         warn("netc: note: the CUDA provider failed to initialise; running on CPU")
         used = "cpu"
-    return Session(session, used, threads)
+    from netc.runtime.inputs import min_sizes_of
+
+    return Session(session, used, threads, min_sizes_of(session))

@@ -146,7 +146,7 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
     first: tuple[int, dict[str, np.ndarray]] | None = None
     for seed in seeds:
         cycle = SIZES if seed % 2 == 0 else SIZES[::-1]
-        inputs = random_inputs(specs, seed, sizes, default=cycle)
+        inputs = random_inputs(specs, seed, sizes, default=cycle, minima=graph.min_sizes.minima)
         first = first or (seed, inputs)
         used_sizes.append(check_inputs(specs, inputs))
         got = run_session(session, inputs, specs)
