@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 
 from netc import __version__
+from netc.boundary import guarded
 from netc.compiler.elaborate import NetworkOptions, choose_network, elaborate_network
 from netc.compiler.ir import Graph
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
@@ -58,17 +59,20 @@ class Compiled:
     graph: Graph
     params: dict[str, np.ndarray]
     model: onnx.ModelProto
+    sources: tuple[str, ...] = ()  # every file the compile read (root, imports, weights): never outputs
 
     def save(self, path: str | Path, source: str | Path | None = None) -> Path:
-        return save_model(self.model, path, source)
+        return save_model(self.model, path, source, inputs=self.sources)
 
 
+@guarded
 def load(path: str | Path, source: str | None = None, allow_import_root: str | Path | None = None,
          limits: Limits = DEFAULT_LIMITS) -> Program:
     """Parse a `.net` file (or `source` text named `path`) with its imports."""
     return load_program(path, source, allow_import_root, limits)
 
 
+@guarded
 def build_graph(program: Program, network: str | None = None, settings: Mapping[str, Any] | None = None,
                 limits: Limits = DEFAULT_LIMITS) -> Graph:
     """Elaborate and shape-check one network, then run the IR passes."""
@@ -79,6 +83,7 @@ def build_graph(program: Program, network: str | None = None, settings: Mapping[
     return graph
 
 
+@guarded
 def check_file(path: str | Path, settings: Mapping[str, Any] | None = None, source: str | None = None,
                allow_import_root: str | Path | None = None, limits: Limits = DEFAULT_LIMITS) -> list[Graph]:
     """Check every network of a file; returns their typed IR graphs (no weights made)."""
@@ -86,6 +91,7 @@ def check_file(path: str | Path, settings: Mapping[str, Any] | None = None, sour
     return [build_graph(program, name, settings, limits) for name in program.networks]
 
 
+@guarded
 def compile_file(path: str | Path, options: CompileOptions | None = None, source: str | None = None,
                  **overrides: Any) -> Compiled:
     """Compile one network of a `.net` file to an ONNX model (not written to disk)."""
@@ -105,7 +111,8 @@ def compile_file(path: str | Path, options: CompileOptions | None = None, source
     if options.weights:
         metadata["netc.weights"] = os.path.basename(str(options.weights))
     model = lower_graph(graph, params, options.opset, metadata)
-    return Compiled(graph, params, model)
+    read = [key for key in program.modules if Path(key).is_absolute()]  # files (not source text) read
+    return Compiled(graph, params, model, tuple(read + ([str(options.weights)] if options.weights else [])))
 
 
 def compile_source(text: str, name: str = "<string>.net", **overrides: Any) -> Compiled:
@@ -113,13 +120,15 @@ def compile_source(text: str, name: str = "<string>.net", **overrides: Any) -> C
     return compile_file(name, source=text, **overrides)
 
 
-def save_model(model: onnx.ModelProto, path: str | Path, source: str | Path | None = None) -> Path:
+@guarded
+def save_model(model: onnx.ModelProto, path: str | Path, source: str | Path | None = None,
+               inputs: Sequence[str | Path] = ()) -> Path:
     """Write `model` atomically. A model over 2 GB keeps its tensors in a data file beside it,
     `<name>.<hash>.data`, named after its content: the data is written first under its own
     name, then the model replaces the previous one in one rename, then the previous model's
     data file goes. A failure at any point leaves the previous pair (or nothing), never a
     model with data that is not its own. `model` itself is left as it was."""
-    out = check_output_path(path, source)
+    out = check_output_path(path, source, *inputs)
     if _weight_bytes(model) < EXTERNAL_DATA_THRESHOLD:
         with atomic_path(out) as tmp:
             tmp.write_bytes(model.SerializeToString())
@@ -142,8 +151,8 @@ def _weight_bytes(model: onnx.ModelProto) -> int:
 
 def model_files(path: str | Path) -> list[Path]:
     """A saved model file and the external data files it refers to (beside it)."""
-    out = Path(path)
-    return [out, *(out.parent / name for name in sorted(_external_locations(out)))]
+    out = Path(os.path.realpath(path))  # the data file lies beside the model, not beside a link to it
+    return [Path(path), *(out.parent / name for name in sorted(_external_locations(out)))]
 
 
 _STAGED_DATA = "tensors.data"
@@ -155,7 +164,7 @@ def _save_with_external_data(model: onnx.ModelProto, out: Path) -> None:
     # points the model at it): hand it a copy, so the caller's model keeps its weights.
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=folder))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name[:64]}.", dir=folder))
     data_path: Path | None = None
     created = replaced = False
     try:
@@ -232,6 +241,7 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+@guarded
 def open_model(model: Compiled | onnx.ModelProto | str | Path, provider: str = "cpu", threads: int = 0,
                options: CompileOptions | None = None) -> tuple[Session, list[InputSpec]]:
     """An onnxruntime session and the input specs of a model: a `Compiled`, a `ModelProto`,
@@ -251,6 +261,7 @@ def open_model(model: Compiled | onnx.ModelProto | str | Path, provider: str = "
     return session, specs
 
 
+@guarded
 def run(model: Compiled | onnx.ModelProto | str | Path, inputs: Mapping[str, np.ndarray] | None = None,
         provider: str = "cpu", threads: int = 0, random: bool = False, seed: int = 0,
         sizes: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
@@ -268,6 +279,7 @@ def run(model: Compiled | onnx.ModelProto | str | Path, inputs: Mapping[str, np.
     return run_session(session, feeds, specs)
 
 
+@guarded
 def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: int | Sequence[int] = 3,
                 rtol: float | None = None, atol: float | None = None, per_op: bool = False,
                 provider: str = "cpu", source: str | None = None, **overrides: Any) -> VerifyReport:

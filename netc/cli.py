@@ -5,6 +5,7 @@ message), 2 bad usage, 3 a bug in netc (with the traceback), 130 interrupted."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netc import __version__, api
+from netc.boundary import translate
+from netc.outputs import check_stdout
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.lowering import DEFAULT_OPSET, SUPPORTED_OPSETS
 from netc.dsl.errors import NetcError, NetcInputError, NetcVerifyError, SourceCache, render
@@ -304,10 +307,10 @@ def cmd_params(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     source = _require_file(args.file)
     out = Path(args.output) if args.output else Path(source.stem + ".onnx")
-    check_output_path(out, source, args.weights)  # before the work, so a mistake costs nothing
+    check_output_path(args.output or out, source, args.weights)  # before the work: a mistake costs nothing
     start = time.perf_counter()
     compiled = api.compile_file(source, _options(args))
-    api.save_model(compiled.model, out, source)
+    api.save_model(compiled.model, out, source, inputs=compiled.sources)
     ms = (time.perf_counter() - start) * 1e3
     total = sum(p.size for p in compiled.graph.params)
     trainable = sum(p.size for p in compiled.graph.params if p.trainable)
@@ -381,11 +384,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, and usage errors (exit 2)
         return done.code if isinstance(done.code, int) else EXIT_USAGE
     try:
-        return args.handler(args)
+        check_stdout()
+        code = args.handler(args)
+        sys.stdout.flush()  # a full or closed stdout is an error now, not at exit
+        return code
     except NetcError as err:
-        sys.stdout.flush()
-        print(render(err, SourceCache()), file=sys.stderr)
-        return EXIT_INPUT
+        return _report(err)
     except KeyboardInterrupt:
         print("netc: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -393,6 +397,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    except Exception:
+    except Exception as err:
+        translated = translate(err)  # the OS, NumPy or onnxruntime refusing what the user gave
+        if translated is not None:
+            return _report(translated)
         print("netc: internal error, please report\n" + traceback.format_exc(), file=sys.stderr, end="")
         return EXIT_INTERNAL
+
+
+def _report(err: NetcError) -> int:
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+    print(render(err, SourceCache()), file=sys.stderr)
+    return EXIT_INPUT

@@ -8,9 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from netc.dsl.errors import NetcInputError
+from netc.boundary import is_onnxruntime_error, onnxruntime_error
 from netc.files import atomic_path, check_output_path
 from netc.runtime.inputs import InputSpec, check_inputs, specs_from_session
 from netc.runtime.session import Session
@@ -26,14 +25,11 @@ def run_session(session: Session, inputs: Mapping[str, np.ndarray],
     names = [o.name for o in session.session.get_outputs()]
     try:
         results = session.session.run(names, dict(inputs))
-    except ort_errors.InvalidArgument as err:
-        raise NetcInputError(f"onnxruntime rejected the inputs: {_first_line(err)}") from None
+    except Exception as err:  # every onnxruntime exception type, not only InvalidArgument
+        if not is_onnxruntime_error(err):
+            raise
+        raise onnxruntime_error(err, session.spans) from None
     return dict(zip(names, results))
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines() or [type(err).__name__])[0][:400]
 
 
 def short_dtype(dtype: np.dtype) -> str:

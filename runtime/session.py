@@ -20,6 +20,7 @@ class Session:
     provider: str  # the provider actually used: cpu | cuda
     threads: int
     min_sizes: dict[str, int] = field(default_factory=dict)  # least sizes of symbolic dims (metadata)
+    spans: dict = field(default_factory=dict)  # op label -> source span, for a model compiled from .net
 
     @property
     def input_names(self) -> list[str]:
