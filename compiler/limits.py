@@ -17,6 +17,7 @@ class Limits:
     max_tensor_elements: int = 2**40  # any single static tensor shape
     max_list_items: int = 1_000_000  # a compile-time list (or string), e.g. `[0] * n` or range(n)
     max_int_bits: int = 4096  # a compile-time integer, e.g. `k = k * k` in a loop
+    max_source_bytes: int = 16 * 2**20  # one .net file: checked before it is read
 
 
 DEFAULT_LIMITS = Limits()

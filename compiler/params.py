@@ -4,7 +4,6 @@ from `.npz` or `.safetensors` files (never pickle)."""
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -71,31 +70,26 @@ def initialise(param: Param, seed: int) -> np.ndarray:
     return values.astype(dtype, copy=False)
 
 
-def read_weight_file(path: str | Path) -> dict[str, np.ndarray]:
-    """Tensors by name from `.npz` or `.safetensors`; corrupt files are a `NetcWeightsError`."""
+def read_weight_file(path: str | Path, expected: Mapping[str, tuple[int, ...]] | None = None,
+                     limit: int = 2**63) -> dict[str, np.ndarray]:
+    """Tensors by name from `.npz` or `.safetensors`; corrupt files are a `NetcWeightsError`.
+    Sizes are checked before reading (see `netc.array_files`): with `expected` (the
+    parameters' shapes), a tensor of another name or shape is not read, only reported."""
+    from netc.array_files import read_npz, read_safetensors
+
     path = Path(path)
     if not path.is_file():
-        raise NetcWeightsError(f"weight file not found: {path}")
+        raise NetcWeightsError(f"weight file not found: {path}" if not path.exists() else f"{path} is not a file")
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".npz":
-            data = np.load(path, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):  # np.load reads a plain .npy array too
-                raise NetcWeightsError(f"cannot read weight file {path}: it holds a single {type(data).__name__} "
-                                       "(a .npy file?), not an .npz archive of named tensors",
+    if suffix == ".npz":
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":  # np.save output, not an archive of named tensors
+                raise NetcWeightsError(f"cannot read weight file {path}: it holds a single ndarray (a .npy "
+                                       "file?), not an .npz archive of named tensors",
                                        None, ["save the tensors by name with numpy.savez(path, **tensors)"])
-            with data:
-                return {k: data[k] for k in data.files}
-        if suffix == ".safetensors":
-            from safetensors.numpy import load_file
-
-            return dict(load_file(str(path)))
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as err:
-        raise NetcWeightsError(f"cannot read weight file {path}: {err}") from None
-    except Exception as err:  # safetensors raises its own error type for corrupt headers
-        if type(err).__name__ in ("SafetensorError", "HeaderTooLarge", "InvalidHeader"):
-            raise NetcWeightsError(f"cannot read weight file {path}: {err}") from None
-        raise
+        return read_npz(path, limit, expected, NetcWeightsError)
+    if suffix == ".safetensors":
+        return read_safetensors(path, limit, expected, NetcWeightsError)
     raise NetcWeightsError(f"weight files are .npz or .safetensors; got {path.name}")
 
 

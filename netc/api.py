@@ -101,7 +101,8 @@ def compile_file(path: str | Path, options: CompileOptions | None = None, source
                              f"{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
     program = load(path, source, options.allow_import_root, options.limits)
     graph = build_graph(program, options.network, options.settings, options.limits)
-    weights = read_weight_file(options.weights) if options.weights else None
+    expected = {p.name: p.shape for p in graph.params}  # tensors of other names or shapes are not read
+    weights = read_weight_file(options.weights, expected, options.limits.max_param_bytes) if options.weights else None
     source_name = f"weight file {options.weights}" if options.weights else "weights"
     params = materialise(graph, options.seed, weights, source_name)
     metadata = {"netc.version": __version__, "netc.source": os.path.basename(str(path)),

@@ -327,8 +327,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sources = [args.model, args.inputs, *(pair.partition("=")[2] for pair in args.input)]
     if args.output:
         check_output_path(args.output, *sources)
-    given = read_inputs(args.input, args.inputs)
     session, specs, sizes = _open(args)
+    given = read_inputs(args.input, args.inputs, specs)  # sizes checked against the model before reading
     if args.random:
         feeds = random_inputs(specs, args.seed, sizes, default=1, given=given, minima=session.min_sizes)
         made = [s for s in specs if s.name not in given]

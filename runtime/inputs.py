@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import re
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from netc.compiler import dims as D
 from netc.compiler.ir import Graph, Op, Value
 from netc.dsl.errors import NetcInputError, did_you_mean
 
+MAX_DIM_TEXT = 1000  # longer dim_param strings (a foreign model's) are names, not parsed
 _UNSPACED_SIGN = re.compile(r"\w[+-]|(?<=.)[+-]\w")
 DEFAULT_INT_HIGH = 2  # integer inputs with no known bound draw from [0, 2)
 
@@ -134,7 +134,7 @@ def _parse_dim(text: str) -> ast.Expression | None:
     """Parse `N`, `2*T - 1`, `(T + 1)//2` with Python's parser (nothing is evaluated by
     it); anything outside integer arithmetic over names is an opaque dim name. netc writes
     spaces around `+` and `-`, so `batch-size` (from another exporter) is a name."""
-    if _UNSPACED_SIGN.search(text):
+    if len(text) > MAX_DIM_TEXT or _UNSPACED_SIGN.search(text):  # a huge expression: an opaque name
         return None
     try:
         tree = ast.parse(text, mode="eval")
@@ -167,46 +167,54 @@ def _eval(node: ast.expr, env: Mapping[str, int]) -> int:
 
 
 # --------------------------------------------------------------------------- reading
-def read_inputs(pairs: Iterable[str] = (), npz: str | Path | None = None) -> dict[str, np.ndarray]:
+MAX_INPUT_BYTES = 4 * 2**30  # one input file: far above any batch netc's examples take, far below RAM
+
+
+def read_inputs(pairs: Iterable[str] = (), npz: str | Path | None = None,
+                specs: Sequence[InputSpec] | None = None, limit: int = MAX_INPUT_BYTES) -> dict[str, np.ndarray]:
     """Arrays from `--inputs FILE.npz` (keys are input names) and `--input NAME=FILE.npy`
-    (which win over the archive)."""
+    (which win over the archive). Every size is checked before it is read (see
+    `netc.array_files`); with the model's `specs`, an array of a name or shape the model
+    does not take is not read at all, and `check_inputs` reports it."""
+    expected = None if specs is None else {s.name: tuple(d if isinstance(d, int) else None for d in s.shape)
+                                           for s in specs}
     arrays: dict[str, np.ndarray] = {}
     if npz is not None:
-        arrays.update(_load(Path(npz), expect_archive=True))
+        arrays.update(_load(Path(npz), True, expected, limit))
     for pair in pairs:
         name, sep, file = pair.partition("=")
         if not sep or not name or not file:
             raise NetcInputError(f"--input {pair}: expected NAME=FILE.npy")
-        loaded = _load(Path(file), expect_archive=False)
+        one = None if expected is None else {Path(file).stem: expected.get(name, ())}
+        loaded = _load(Path(file), False, one, limit)
         arrays[name] = next(iter(loaded.values()))
     return arrays
 
 
-def _load(path: Path, expect_archive: bool) -> dict[str, np.ndarray]:
+def _load(path: Path, expect_archive: bool, expected: Mapping[str, tuple] | None, limit: int) -> dict[str, np.ndarray]:
+    from netc.array_files import read_npy, read_npz
+
     if not path.is_file():
-        raise NetcInputError(f"input file not found: {path}")
+        raise NetcInputError(f"input file not found: {path}" if not path.exists() else f"{path} is not a file")
     try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "pickle" in reason.lower():
-            reason = "it holds Python objects, which netc does not load"
-        raise NetcInputError(f"cannot read {path} as a NumPy file: {reason}", None,
-                             ["save plain numeric arrays with numpy.save / numpy.savez"]) from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            try:
-                arrays = {k: data[k] for k in data.files}
-            except ValueError as err:
-                raise NetcInputError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as err:
+        raise NetcInputError(f"cannot read {path}: {err.strerror}") from None
+    if magic.startswith(b"PK"):
+        arrays = read_npz(path, limit, expected, NetcInputError)
         if not expect_archive and len(arrays) != 1:
             raise NetcInputError(f"--input wants one array; {path} holds {len(arrays)}", None,
                                  ["pass an archive of named arrays with --inputs FILE.npz"])
         return arrays
+    if magic != b"\x93NUMPY":
+        raise NetcInputError(f"cannot read {path} as a NumPy file: it is neither .npy nor .npz", None,
+                             ["save plain numeric arrays with numpy.save / numpy.savez"])
     if expect_archive:
         raise NetcInputError(f"--inputs wants a .npz archive of named arrays; {path} holds one array",
                              None, [f"pass it as --input NAME={path}"])
-    return {path.stem: data}
+    shape = None if expected is None else next(iter(expected.values()))
+    return {path.stem: read_npy(path, limit, shape, NetcInputError)}
 
 
 # --------------------------------------------------------------------------- checking
