@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from netc.compiler.ir import DType, Graph, Param
-from netc.dsl.errors import NetcWeightsError
+from netc.dsl.errors import NetcTypeError, NetcWeightsError
 
 
 def _rng(seed: int, name: str) -> np.random.Generator:
@@ -121,13 +121,41 @@ def materialise(graph: Graph, seed: int = 0, weights: Mapping[str, np.ndarray] |
             if not _dtype_compatible(array.dtype, p.dtype):
                 problems.append(f"'{p.name}' has dtype {array.dtype}, the network expects {p.dtype.value}")
                 continue
-            values[p.name] = np.ascontiguousarray(array.astype(p.dtype.numpy, copy=False))
+            with np.errstate(over="ignore", invalid="ignore"):
+                value = np.ascontiguousarray(array.astype(p.dtype.numpy, copy=False))
+            overflow = _overflow(array, value, p)
+            if overflow:
+                problems.append(overflow)
+                continue
+            values[p.name] = value
         elif weights is None:
-            values[p.name] = initialise(p, seed)
+            with np.errstate(over="ignore", invalid="ignore"):
+                value = initialise(p, seed)
+            if p.dtype.is_float and not np.isfinite(value).all():
+                largest = float(np.finfo(p.dtype.numpy).max)
+                raise NetcTypeError(f"the initialiser {p.init} of parameter '{p.name}' makes values beyond the range "
+                                    f"of {p.dtype.value} (largest finite magnitude {largest:g})", p.span,
+                                    ["use smaller initialiser arguments, or a wider dtype"])
+            values[p.name] = value
     if problems:
         raise NetcWeightsError(f"{source} do not match network '{graph.name}': " + "; ".join(problems),
                                None, ["`netc params FILE` lists the expected names and shapes"])
     return values
+
+
+def _overflow(source: np.ndarray, value: np.ndarray, p: Param) -> str | None:
+    """A problem when narrowing to the parameter's float dtype turned finite values into
+    infinities (f64 1e300 into f32): never a silent inf."""
+    if not p.dtype.is_float or source.dtype.itemsize <= value.dtype.itemsize:
+        return None
+    with np.errstate(invalid="ignore"):
+        lost = np.isinf(value) & np.isfinite(source)
+    if not lost.any():
+        return None
+    first = float(source[np.unravel_index(int(np.argmax(lost)), source.shape)]) if source.ndim else float(source)
+    largest = float(np.finfo(p.dtype.numpy).max)
+    return (f"'{p.name}' holds {int(lost.sum()):,} value(s) beyond the range of {p.dtype.value} (e.g. {first:g}; "
+            f"largest finite magnitude {largest:g})")
 
 
 def _dtype_compatible(have: np.dtype, want: DType) -> bool:

@@ -247,7 +247,8 @@ def open_model(model: Compiled | onnx.ModelProto | str | Path, provider: str = "
                options: CompileOptions | None = None) -> tuple[Session, list[InputSpec]]:
     """An onnxruntime session and the input specs of a model: a `Compiled`, a `ModelProto`,
     a `.onnx` file, or a `.net` file (compiled with `options`)."""
-    from netc.runtime.inputs import integer_bounds, specs_from_session, with_bounds
+    from netc.runtime.input_values import value_rules
+    from netc.runtime.inputs import integer_bounds, integer_lows, specs_from_session, with_bounds
     from netc.runtime.session import make_session
 
     if isinstance(model, (str, Path)) and Path(model).suffix == ".net":
@@ -256,9 +257,12 @@ def open_model(model: Compiled | onnx.ModelProto | str | Path, provider: str = "
         raise NetcInputError(f"model file not found: {model}")
     compiled = model if isinstance(model, Compiled) else None
     session = make_session(compiled.model if compiled else model, provider, threads)
+    if compiled is not None:  # onnxruntime's failures point at the op's source line
+        session.spans = {op.label: op.span for op in compiled.graph.walk() if op.label and op.span}
+        session.value_rules = value_rules(compiled.graph)
     specs = specs_from_session(session.session)
     if compiled is not None:  # integer inputs draw random values in range of the ops using them
-        specs = with_bounds(specs, integer_bounds(compiled.graph))
+        specs = with_bounds(specs, integer_bounds(compiled.graph), integer_lows(compiled.graph))
     return session, specs
 
 

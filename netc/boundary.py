@@ -130,6 +130,7 @@ def _tidy(text: str) -> str:
     line = (text.splitlines() or [""])[0]
     line = re.sub(r"(/[\w./-]+\.(?:h|cc|cpp):\d+ )+", "", line)  # onnxruntime's own source locations
     line = re.sub(r"\w+\.cc:\d+ \w+ ", "", line)
+    line = re.sub(r"onnxruntime::[\w:]+\([^()]*\) ", "", line)  # a C++ signature
     return line[:400]
 
 

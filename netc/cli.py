@@ -82,7 +82,10 @@ def parse_bytes(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"'{text}' is not a size such as 16G or 512M")
     scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[match.group(2).upper()]
-    return int(float(match.group(1)) * scale)
+    value = int(float(match.group(1)) * scale)
+    if value < 1:  # 0 would otherwise silently mean "the default"
+        raise argparse.ArgumentTypeError(f"'{text}': the limit must be at least 1 byte")
+    return value
 
 
 def _number_at_least(parse, minimum, noun: str, expected: str):
@@ -100,6 +103,29 @@ def _number_at_least(parse, minimum, noun: str, expected: str):
     return convert
 
 
+def _number_between(parse, minimum, maximum, noun: str, expected: str):
+    """An argparse type: `parse(text)` within [minimum, maximum] (NaN and inf refused)."""
+    at_least = _number_at_least(parse, minimum, noun, expected)
+
+    def convert(text: str):
+        value = at_least(text)
+        if not value <= maximum:
+            raise argparse.ArgumentTypeError(f"'{text}': expected {expected}")
+        return value
+
+    return convert
+
+
+MAX_SEED = 2**63 - 1
+# More intra-op threads than 4 per core only adds contention (and 10^5 threads take minutes to start).
+MAX_THREADS = 4 * (os.cpu_count() or 1)
+MAX_SECONDS = 24 * 3600.0
+MAX_VERIFY_SEEDS = 1000
+seed_int = _number_between(int, 0, MAX_SEED, "an integer", "a seed from 0 to 2**63-1")
+thread_count = _number_between(int, 0, MAX_THREADS, "an integer",
+                               f"0 (onnxruntime's choice) to {MAX_THREADS} (4 per CPU core)")
+duration = _number_between(float, 1e-6, MAX_SECONDS, "a number", "a finite number of seconds, > 0 and <= 86400")
+verify_seeds = _number_between(int, 1, MAX_VERIFY_SEEDS, "an integer", f"1 to {MAX_VERIFY_SEEDS} seeds")
 positive_int = _number_at_least(int, 1, "an integer", "a positive integer")
 non_negative_int = _number_at_least(int, 0, "an integer", "0 or more")
 non_negative_float = _number_at_least(float, 0.0, "a number", "a number >= 0")
@@ -166,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="untimed runs per batch size (default 5)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--iterations", type=positive_int, metavar="I", help="timed runs per batch size")
-    budget.add_argument("--seconds", type=non_negative_float, metavar="S",
+    budget.add_argument("--seconds", type=duration, metavar="S",
                         help="time budget per batch size (default 1 s, at least 5 runs)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _runtime_options(p)
@@ -181,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "code is 1. Default tolerances (rtol/atol): f32 1e-4/1e-5, f64 "
                                    "1e-9/1e-11, f16 1e-2/1e-2; integers exact.")
     p.add_argument("file", metavar="FILE", help="a .net file")
-    p.add_argument("--seeds", type=positive_int, default=3, metavar="K", help="input draws (default 3)")
+    p.add_argument("--seeds", type=verify_seeds, default=3, metavar="K",
+                   help=f"input draws (default 3, at most {MAX_VERIFY_SEEDS})")
     p.add_argument("--rtol", type=non_negative_float, help="relative tolerance for every float output")
     p.add_argument("--atol", type=non_negative_float, help="absolute tolerance for every float output")
     p.add_argument("--per-op", action="store_true", help="also print every op's comparison (first seed)")
@@ -211,21 +238,22 @@ def _weight_options(p: argparse.ArgumentParser) -> None:
                    help=f"ONNX opset ({SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}, default {DEFAULT_OPSET})")
     p.add_argument("--weights", metavar="W.npz|W.safetensors",
                    help="trained weights by parameter name (see `netc params`); default: initialise from --seed")
-    p.add_argument("--seed", type=int, default=0, help="seed of the parameter initialisers (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the parameter initialisers (default 0)")
 
 
 def _runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--provider", choices=sorted(PROVIDERS), default="cpu",
                    help="onnxruntime provider (default cpu; cuda falls back to cpu, saying so)")
-    p.add_argument("--threads", type=non_negative_int, default=0, metavar="K",
-                   help="intra-op threads (default: onnxruntime's choice)")
+    p.add_argument("--threads", type=thread_count, default=0, metavar="K",
+                   help=f"intra-op threads (default: onnxruntime's choice; at most {MAX_THREADS}, 4 per core)")
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], type=parse_setting, metavar="NAME=VALUE", dest="settings",
                    help="size of a symbolic dim of a .onnx model (default 1); for a .net model, any network "
                         "parameter or dim, fixed at compile time (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random inputs and of .net initialisers (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help="seed of random inputs and of .net initialisers (default 0)")
     group = p.add_argument_group("when MODEL is a .net file")
     group.add_argument("--network", "-n", metavar="NAME", help="which network of the file")
     group.add_argument("--weights", metavar="W.npz|W.safetensors", help="trained weights by parameter name")
@@ -406,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(err: NetcError) -> int:
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, AttributeError):  # stdout may be full, or closed (None)
         sys.stdout.flush()
     print(render(err, SourceCache()), file=sys.stderr)
     return EXIT_INPUT

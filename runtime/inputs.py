@@ -40,7 +40,8 @@ class InputSpec:
     dtype: np.dtype | None  # None: a type NumPy cannot hold (bfloat16, strings)
     shape: tuple[int | str, ...]
     type_name: str = ""  # how the model spells the type, for messages
-    int_high: int = DEFAULT_INT_HIGH  # random integer values are drawn from [0, int_high)
+    int_high: int = DEFAULT_INT_HIGH  # random integer values are drawn from [int_low, int_high)
+    int_low: int = 0  # 1 for an integer divisor: a random 0 would be a division by zero
 
     def __str__(self) -> str:
         dtype = self.type_name or str(self.dtype)
@@ -67,8 +68,21 @@ def specs_from_session(session) -> list[InputSpec]:
     return specs
 
 
-def with_bounds(specs: Sequence[InputSpec], bounds: Mapping[str, int]) -> list[InputSpec]:
-    return [replace(s, int_high=bounds[s.name]) if s.name in bounds else s for s in specs]
+def with_bounds(specs: Sequence[InputSpec], bounds: Mapping[str, int],
+                lows: Mapping[str, int] | None = None) -> list[InputSpec]:
+    lows = lows or {}
+    out = [replace(s, int_high=bounds[s.name]) if s.name in bounds else s for s in specs]
+    return [replace(s, int_low=lows[s.name], int_high=max(s.int_high, lows[s.name] + 1)) if s.name in lows else s
+            for s in out]
+
+
+def integer_lows(graph: Graph) -> dict[str, int]:
+    """Integer inputs that an op divides by, or `last`'s lengths: random values start at 1."""
+    names = {id(v): v.name for v in graph.inputs if v.type.dtype.is_int}
+    # `last(lengths=)` needs 1 or more too: a sequence of no steps has no last one
+    return {names[id(op.inputs[1])]: 1 for op in graph.walk()
+            if op.kind in ("div", "last") and len(op.inputs) > 1 and op.inputs[1] is not None
+            and id(op.inputs[1]) in names}
 
 
 def integer_bounds(graph: Graph) -> dict[str, int]:
@@ -330,7 +344,7 @@ def random_array(spec: InputSpec, env: Mapping[str, int], rng: np.random.Generat
     if spec.dtype == np.bool_:
         return rng.integers(0, 2, shape).astype(bool)
     if np.issubdtype(spec.dtype, np.integer):
-        return rng.integers(0, max(spec.int_high, 1), shape).astype(spec.dtype)
+        return rng.integers(spec.int_low, max(spec.int_high, spec.int_low + 1), shape).astype(spec.dtype)
     return rng.standard_normal(shape).astype(spec.dtype)
 
 
@@ -349,6 +363,7 @@ def random_inputs(specs: Sequence[InputSpec], seed: int = 0, sizes: Mapping[str,
 def graph_specs(graph: Graph) -> list[InputSpec]:
     """Input specs of an IR graph (as its ONNX model will declare them), with integer bounds."""
     bounds = integer_bounds(graph)
+    lows = integer_lows(graph)
     specs = []
     for v in graph.inputs:
         try:
@@ -356,5 +371,7 @@ def graph_specs(graph: Graph) -> list[InputSpec]:
         except TypeError:
             dtype = None
         shape = tuple(d if isinstance(d, int) else D.dim_str(d) for d in v.type.shape)
-        specs.append(InputSpec(v.name, dtype, shape, v.type.dtype.value, bounds.get(v.name, DEFAULT_INT_HIGH)))
+        high = bounds.get(v.name, DEFAULT_INT_HIGH)
+        low = lows.get(v.name, 0)
+        specs.append(InputSpec(v.name, dtype, shape, v.type.dtype.value, max(high, low + 1), low))
     return specs

@@ -11,6 +11,7 @@ import numpy as np
 
 from netc.boundary import is_onnxruntime_error, onnxruntime_error
 from netc.files import atomic_path, check_output_path
+from netc.runtime.input_values import check_values
 from netc.runtime.inputs import InputSpec, check_inputs, specs_from_session
 from netc.runtime.session import Session
 
@@ -21,7 +22,8 @@ _SHORT_DTYPES = {"float16": "f16", "float32": "f32", "float64": "f64", "int8": "
 def run_session(session: Session, inputs: Mapping[str, np.ndarray],
                 specs: Sequence[InputSpec] | None = None) -> dict[str, np.ndarray]:
     """Check `inputs` against the model's inputs, run once, return the outputs by name."""
-    check_inputs(specs if specs is not None else specs_from_session(session.session), inputs)
+    env = check_inputs(specs if specs is not None else specs_from_session(session.session), inputs)
+    check_values(session.value_rules, inputs, env)
     names = [o.name for o in session.session.get_outputs()]
     try:
         results = session.session.run(names, dict(inputs))

@@ -21,6 +21,7 @@ class Session:
     threads: int
     min_sizes: dict[str, int] = field(default_factory=dict)  # least sizes of symbolic dims (metadata)
     spans: dict = field(default_factory=dict)  # op label -> source span, for a model compiled from .net
+    value_rules: list = field(default_factory=list)  # integer input values a .net model accepts
 
     @property
     def input_names(self) -> list[str]:

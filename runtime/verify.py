@@ -18,6 +18,7 @@ import onnx
 from netc.compiler.ir import DType, Graph, Op
 from netc.compiler.lowering import DEFAULT_OPSET, lower_graph
 from netc.dsl.errors import NetcVerifyError
+from netc.runtime.input_values import value_rules
 from netc.runtime.inputs import check_inputs, graph_specs, random_inputs
 from netc.runtime.reference import run_graph
 from netc.runtime.run import run_session, short_dtype
@@ -140,6 +141,8 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
                                   f"{str(err).strip().splitlines()[0][:400]}", graph.span) from None
     specs = graph_specs(graph)
     session = make_session(model, provider)
+    session.value_rules = value_rules(graph)  # values onnxruntime and the reference would wrap: refused
+    session.spans = {op.label: op.span for op in graph.walk() if op.label and op.span}
     worst: dict[str, Comparison] = {}
     used_sizes: list[dict[str, int]] = []
     failing: tuple[int, dict[str, np.ndarray]] | None = None
@@ -178,6 +181,8 @@ def compare_ops(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[
     into initializers, identities) are skipped."""
     model, names = exposed_model(graph, params, opset)
     session = make_session(model, provider)
+    session.value_rules = value_rules(graph)  # values onnxruntime and the reference would wrap: refused
+    session.spans = {op.label: op.span for op in graph.walk() if op.label and op.span}
     out_names = [o.name for o in session.session.get_outputs()]
     got = dict(zip(out_names, session.session.run(out_names, dict(inputs))))
     record: dict[int, np.ndarray] = {}
