@@ -24,6 +24,7 @@ def _range(elab, span: Span, start: int, stop: int | None, step: int) -> list[in
     limit = elab.limits.max_list_items
     if n > limit:
         raise NetcLimitError(f"range() of {count_text(n)} items is over the limit of {limit}", span)
+    elab.work.items_touched(n, "range()", span)
     return list(range(start, stop, step))
 
 

@@ -79,7 +79,8 @@ def read_weight_file(path: str | Path, expected: Mapping[str, tuple[int, ...]] |
 
     path = Path(path)
     if not path.is_file():
-        raise NetcWeightsError(f"weight file not found: {path}" if not path.exists() else f"{path} is not a file")
+        raise NetcWeightsError(f"weight file not found: {path}" if not path.exists()
+                               else f"weight file not found: {path} is not a file")
     suffix = path.suffix.lower()
     if suffix == ".npz":
         with open(path, "rb") as f:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
+from netc.compiler.work import WorkBudget
 from netc.dsl import ast
 from netc.dsl.errors import NetcError, NetcImportError, NetcLimitError, NetcNameError, Span
 from netc.dsl.parser import parse_file, parse_source
@@ -33,6 +34,7 @@ class ModuleInfo:
 class Program:
     root: ModuleInfo
     modules: dict[str, ModuleInfo]
+    work: WorkBudget | None = None  # compile-time work of every network of the file together
 
     @property
     def networks(self) -> dict[str, ast.NetworkDef]:
@@ -146,4 +148,4 @@ def load_program(path: str | Path, text: str | None = None, allow_import_root: s
                               f"{'no such folder' if not root_dir.exists() else 'not a folder'}", None)
     loader = _Loader(root_dir, limits)
     root = loader.load(path, text, None)
-    return Program(root, loader.modules)
+    return Program(root, loader.modules, WorkBudget(limits))

@@ -146,7 +146,7 @@ def _quote(span: Span, sources: SourceCache) -> list[str]:
     return ["    " + text, "    " + " " * start + "^" + "~" * (end - start - 1)]
 
 
-QUOTE_WIDTH = 200  # the most characters of a source line an error quotes
+QUOTE_WIDTH = 1000  # the most characters of a source line an error quotes
 MESSAGE_WIDTH = 1000  # a message quoting a 2M-character name shows its ends only
 
 

@@ -72,6 +72,12 @@ def read_npz(path: Path, limit: int, expected: Mapping[str, Shape] | None = None
             name = member.filename.removesuffix(".npy")
             if member.is_dir():
                 continue
+            if not member.filename.endswith(".npy"):  # np.load would give its raw bytes: never a tensor
+                if expected is not None and name not in expected:
+                    plans.append((name, member, (member.file_size,), np.dtype(np.uint8), False, False))
+                    continue
+                raise error(f"cannot read {_what(error)}{path}: member {member.filename} is not a .npy array",
+                            None, ["save plain numeric arrays with numpy.savez"])
             try:
                 with archive.open(member) as f:  # only the header is decompressed here
                     shape, dtype, fortran = _header(f, Path(f"{path}[{member.filename}]"), error)
