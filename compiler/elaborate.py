@@ -20,11 +20,11 @@ from netc.compiler import intrinsics
 from netc.compiler.builder import Builder
 from netc.compiler.ir import DType, Graph, TensorType, Value
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
-from netc.compiler.work import WorkBudget
 from netc.compiler.ops import REGISTRY
 from netc.compiler.ops.registry import REQUIRED, Arg
 from netc.compiler.program import ModuleInfo, Program
 from netc.compiler.values import BlockFn, Builtin, Intrinsic, Word, convert, count_text, describe
+from netc.compiler.work import WorkBudget
 from netc.dsl import ast
 from netc.dsl.errors import (
     NetcError,

@@ -8,8 +8,8 @@ budget is shared by every network of the file, so K networks cannot take K times
 from __future__ import annotations
 
 from netc.compiler.limits import Limits
-from netc.dsl.errors import NetcLimitError, Span
 from netc.compiler.values import count_text
+from netc.dsl.errors import NetcLimitError, Span
 
 
 class WorkBudget:

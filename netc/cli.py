@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from netc import __version__, api
 from netc.boundary import translate
-from netc.outputs import check_stdout
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.lowering import DEFAULT_OPSET, SUPPORTED_OPSETS
 from netc.dsl.errors import NetcError, NetcInputError, NetcVerifyError, SourceCache, render
 from netc.files import check_output_path
+from netc.outputs import check_stdout
 from netc.report import check_table, human_bytes, params_table
 
 if TYPE_CHECKING:

@@ -14,7 +14,6 @@ from pathlib import Path
 from netc.boundary import os_error
 from netc.dsl.errors import NetcInputError
 
-
 TEMP_STEM_CHARS = 64  # the temporary's name keeps this much of the target's: 255-byte names still fit
 
 

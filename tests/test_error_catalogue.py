@@ -26,7 +26,13 @@ import pytest
 import netc
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.ops import REGISTRY
-from netc.dsl.errors import QUOTE_WIDTH, NetcError, NetcImportError, NetcInputError, NetcWeightsError
+from netc.dsl.errors import (
+    QUOTE_WIDTH,
+    NetcError,
+    NetcImportError,
+    NetcInputError,
+    NetcWeightsError,
+)
 from netc.runtime.reference import bind_inputs
 
 ERRORS = Path(__file__).resolve().parent / "errors"
