@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check shapes; print layers, parameters and FLOPs",
                        description="Check every network of FILE (or one, with --network) and print a table "
                                    "per network: each layer's output shape, parameter count and FLOPs, then "
-                                   "the totals. FLOPs take symbolic dims as 1 unless set with --set.")
+                                   "the totals, and the least sizes of symbolic dims the network needs. FLOPs take "
+                                   "symbolic dims at those least sizes (else 1) unless set with --set.")
     p.add_argument("file", metavar="FILE", help="a .net file")
     _network_options(p, all_networks=True)
     p.set_defaults(handler=cmd_check)
@@ -202,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="compare onnxruntime with the NumPy reference, op by op",
                        description="Compile one network of FILE, run it on onnxruntime and on the independent "
                                    "NumPy reference with random inputs (one draw per seed; symbolic dims take "
-                                   "sizes 2 and 3), and compare every output. On a mismatch the first op "
-                                   "whose result diverges is reported at its source line, and the exit "
+                                   "sizes 2 and 3, raised to the least sizes the network needs), and compare "
+                                   "every output. On a mismatch the first op whose result diverges is reported at its source line, and the exit "
                                    "code is 1. Default tolerances (rtol/atol): f32 1e-4/1e-5, f64 "
                                    "1e-9/1e-11, f16 1e-2/1e-2; integers exact.")
     p.add_argument("file", metavar="FILE", help="a .net file")
