@@ -3,9 +3,9 @@ or a runaway `for` is a located error instead of an out-of-memory kill."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
-
 
 COMPILE_PEAK_FACTOR = 5  # compiling holds ~4x the parameter bytes at its peak (VGG-16), plus slack
 
@@ -14,10 +14,8 @@ def machine_memory() -> int | None:
     """Bytes of memory this process may use: the cgroup limit (containers, CI) or the
     physical memory, whichever is smaller; None when neither can be told."""
     found = []
-    try:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
         found.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        pass
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
             text = open(path).read().strip()  # noqa: SIM115 - one short read

@@ -204,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compile one network of FILE, run it on onnxruntime and on the independent "
                                    "NumPy reference with random inputs (one draw per seed; symbolic dims take "
                                    "sizes 2 and 3, raised to the least sizes the network needs), and compare "
-                                   "every output. On a mismatch the first op whose result diverges is reported at its source line, and the exit "
-                                   "code is 1. Default tolerances (rtol/atol): f32 1e-4/1e-5, f64 "
+                                   "every output. On a mismatch the first op whose result diverges is reported "
+                                   "at its source line, and the exit code is 1. Default tolerances (rtol/atol): f32 1e-4/1e-5, f64 "
                                    "1e-9/1e-11, f16 1e-2/1e-2; integers exact.")
     p.add_argument("file", metavar="FILE", help="a .net file")
     p.add_argument("--seeds", type=verify_seeds, default=3, metavar="K",
