@@ -134,7 +134,9 @@ def save_model(model: onnx.ModelProto, path: str | Path, source: str | Path | No
         with atomic_path(out) as tmp:
             tmp.write_bytes(model.SerializeToString())
         return out
-    _save_with_external_data(model, out)
+    # The data file goes beside the model as the user named it (a symlinked -o: beside the
+    # link, where loading through that name looks for it); the model goes where the name points.
+    _save_with_external_data(model, out, Path(os.path.abspath(path)))
     return out
 
 
@@ -152,20 +154,21 @@ def _weight_bytes(model: onnx.ModelProto) -> int:
 
 def model_files(path: str | Path) -> list[Path]:
     """A saved model file and the external data files it refers to (beside it)."""
-    out = Path(os.path.realpath(path))  # the data file lies beside the model, not beside a link to it
-    return [Path(path), *(out.parent / name for name in sorted(_external_locations(out)))]
+    out = Path(path)  # data files lie beside the model as named (a link: beside the link)
+    return [out, *(out.parent / name for name in sorted(_external_locations(out)))]
 
 
 _STAGED_DATA = "tensors.data"
 
 
-def _save_with_external_data(model: onnx.ModelProto, out: Path) -> None:
-    folder = out.resolve().parent
+def _save_with_external_data(model: onnx.ModelProto, out: Path, named: Path | None = None) -> None:
+    named = named or out
+    folder = named.parent
     # onnx.save_model moves the tensors of the model it is given out into the data file (and
     # points the model at it): hand it a copy, so the caller's model keeps its weights.
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name[:64]}.", dir=folder))
+    staging = Path(tempfile.mkdtemp(prefix=f".{named.name[:64]}.", dir=folder))
     data_path: Path | None = None
     created = replaced = False
     try:
@@ -173,7 +176,7 @@ def _save_with_external_data(model: onnx.ModelProto, out: Path) -> None:
                         location=_STAGED_DATA, size_threshold=1024)
         staged = staging / _STAGED_DATA
         if staged.exists():
-            data_name = f"{out.name}.{_file_digest(staged)}.data"
+            data_name = f"{named.name}.{_file_digest(staged)}.data"
             for tensor in _all_tensors(copy.graph):
                 for entry in tensor.external_data:
                     if entry.key == "location":
@@ -186,7 +189,11 @@ def _save_with_external_data(model: onnx.ModelProto, out: Path) -> None:
         if data_path is not None:
             created = not data_path.exists()  # else the same content is there already
             os.replace(staged, data_path)
-        os.replace(staging / out.name, out)
+        if out.parent.resolve() == folder.resolve():
+            os.replace(staging / out.name, out)
+        else:  # a link to another folder, maybe another file system: no rename across
+            with atomic_path(out) as tmp:
+                shutil.copyfile(staging / out.name, tmp)
         replaced = True
     finally:
         if not replaced and created and data_path is not None:
@@ -194,7 +201,7 @@ def _save_with_external_data(model: onnx.ModelProto, out: Path) -> None:
                 data_path.unlink()
         shutil.rmtree(staging, ignore_errors=True)
     for name in previous - ({data_path.name} if data_path else set()):
-        if _is_own_data_name(out, name):  # a file this function wrote for the previous model
+        if _is_own_data_name(named, name):  # a file this function wrote for the previous model
             with contextlib.suppress(OSError):
                 (folder / name).unlink()
 
