@@ -31,7 +31,13 @@ from netc.boundary import NetcEnvironmentError, translate
 from netc.compiler import dims as D
 from netc.compiler.dim_bounds import MinSizes
 from netc.compiler.limits import DEFAULT_LIMITS, Limits, default_param_bytes, machine_memory
-from netc.dsl.errors import NetcError, NetcLimitError, NetcShapeError, NetcTypeError, NetcWeightsError
+from netc.dsl.errors import (
+    NetcError,
+    NetcLimitError,
+    NetcShapeError,
+    NetcTypeError,
+    NetcWeightsError,
+)
 
 TEXT_CNN = """network TextCNN {
   input ids: i64[N, T]
@@ -209,7 +215,7 @@ def test_zip_members_are_checked_before_decompressing(tmp_path: Path) -> None:
     bomb = tmp_path / "bomb.npz"
     _bomb(bomb)
     assert bomb.stat().st_size < 2**20
-    with pytest.raises(NetcError, match="would expand to 190.7 MiB, over the limit"):
+    with pytest.raises(NetcError, match=r"would expand to 190\.7 MiB, over the limit"):
         read_npz(bomb, 2**20)
     # An unexpected name or shape is reported without being read: a placeholder holds no memory.
     arrays = read_npz(bomb, 2**30, {"x": (None, 3)})
@@ -227,7 +233,7 @@ def test_f8_safetensors_is_refused_by_name(small: Path, tmp_path: Path) -> None:
     header = json.dumps({"dense0.weight": {"dtype": "F8_E4M3", "shape": [3, 4], "data_offsets": [0, 12]}}).encode()
     path = tmp_path / "w.safetensors"
     path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(12))
-    with pytest.raises(NetcWeightsError, match="dense0.weight' has dtype F8_E4M3"):
+    with pytest.raises(NetcWeightsError, match=r"dense0\.weight' has dtype F8_E4M3"):
         netc.compile_file(small, weights=path)
 
 
@@ -302,13 +308,13 @@ def test_a_read_only_folder_is_refused_before_the_work(capsys, small: Path, tmp_
 @pytest.mark.parametrize("dtype, init", [("f16", "constant(70000)"), ("f32", "constant(1e39)")])
 def test_initialisers_beyond_the_dtype_are_errors(tmp_path: Path, dtype: str, init: str) -> None:
     source = f"network M {{\n  input x: {dtype}[N, 3]\n  output y = dense(x, 4, bias_init={init})\n}}\n"
-    with pytest.raises(NetcTypeError, match="'dense0.bias' makes values beyond the range"):
+    with pytest.raises(NetcTypeError, match=r"'dense0\.bias' makes values beyond the range"):
         netc.compile_source(source)
 
 
 def test_f64_weights_beyond_f32_are_errors(small: Path, tmp_path: Path) -> None:
     np.savez(tmp_path / "w.npz", **{"dense0.weight": np.full((3, 4), 1e300), "dense0.bias": np.zeros(4)})
-    with pytest.raises(NetcWeightsError, match="'dense0.weight' holds 12 value"):
+    with pytest.raises(NetcWeightsError, match=r"'dense0\.weight' holds 12 value"):
         netc.compile_file(small, weights=tmp_path / "w.npz")
 
 
@@ -318,7 +324,7 @@ def test_f64_weights_beyond_f32_are_errors(small: Path, tmp_path: Path) -> None:
                                   ["check", "--max-param-bytes", "0"]])
 def test_numbers_are_checked_by_argparse(capsys, small: Path, argv: list[str]) -> None:
     code, _, err = run(capsys, argv[0], small, *argv[1:])
-    assert code == 2 and "expected" in err or "at least" in err
+    assert (code == 2 and "expected" in err) or "at least" in err
 
 
 def test_missing_import_root_is_refused(capsys, small: Path, tmp_path: Path) -> None:
