@@ -14,9 +14,11 @@ checks report the mismatch in their own words.
 from __future__ import annotations
 
 import json
+import lzma
 import math
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -26,6 +28,10 @@ import numpy as np
 from netc.dsl.errors import NetcError
 
 Shape = Sequence[int | None]
+# What a corrupt archive raises from zipfile and the decompressors: encrypted members
+# (RuntimeError), unknown methods or versions (NotImplementedError), bad streams.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, NotImplementedError, RuntimeError, OSError,
+               EOFError, ValueError, struct.error)
 MAX_SAFETENSORS_HEADER = 100 * 2**20  # the safetensors format's own bound on its JSON header
 
 _SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
@@ -59,7 +65,7 @@ def read_npz(path: Path, limit: int, expected: Mapping[str, Shape] | None = None
     """Named arrays from a `.npz` archive; `expected` as in the module docstring."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+    except _ZIP_ERRORS as err:
         raise error(f"cannot read {_what(error)}{path} as a .npz archive: {_reason(err)}") from None
     with archive:
         members = archive.infolist()
@@ -82,7 +88,7 @@ def read_npz(path: Path, limit: int, expected: Mapping[str, Shape] | None = None
                 with archive.open(member) as f:  # only the header is decompressed here
                     shape, dtype, fortran = _header(f, Path(f"{path}[{member.filename}]"), error)
                     offset = f.tell()
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as err:
+            except _ZIP_ERRORS as err:
                 raise error(f"cannot read {_what(error)}{path} member {member.filename}: {_reason(err)}") from None
             label = Path(f"{path}[{member.filename}]")
             _check_size(label, shape, dtype, _nbytes(shape, dtype), member.file_size - offset, limit, error)
@@ -97,7 +103,7 @@ def read_npz(path: Path, limit: int, expected: Mapping[str, Shape] | None = None
                 with archive.open(member) as f:
                     _header(f, path, error)
                     arrays[name] = _read_body(f, shape, dtype, fortran, Path(f"{path}[{member.filename}]"), error)
-            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as err:
+            except _ZIP_ERRORS as err:
                 raise error(f"cannot read {_what(error)}{path} member {member.filename}: {_reason(err)}") from None
         return arrays
 
@@ -175,7 +181,9 @@ def _header(f: IO[bytes], path: Path, error: type) -> tuple[tuple[int, ...], np.
         version = fmt.read_magic(f)
         reader: Callable = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
         shape, fortran, dtype = reader(f, max_header_size=2**16)
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError, struct.error, zipfile.BadZipFile) as err:
+    except Exception as err:  # NumPy's header parser raises many types (TokenError...) for garbage
+        if isinstance(err, MemoryError):
+            raise
         raise error(f"cannot read {_what(error)}{path} as a NumPy file: {_reason(err)}", None,
                     ["save plain numeric arrays with numpy.save / numpy.savez"]) from None
     if dtype.hasobject:

@@ -358,3 +358,18 @@ def test_the_loop_budget_is_shared_by_every_network_of_a_file() -> None:
     source = "".join(f"network M{k} {{\n{body}}}\n" for k in range(3))
     with pytest.raises(NetcLimitError, match="counted over the whole file"):
         netc.check_file("three.net", source=source)
+
+
+# --------------------------------------------------------------------------- the fuzzer's system classes
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import fuzz_system  # noqa: E402
+
+
+@pytest.mark.parametrize("kind", fuzz_system.KINDS)
+def test_system_fuzz_cases_end_in_success_or_a_netc_error(tmp_path: Path, kind: str) -> None:
+    """A few cases of each system class (tools/fuzz.py runs them by the hundred thousand)."""
+    for index in range(12):
+        try:
+            fuzz_system.run_case(kind, 0, index, tmp_path)
+        except NetcError as err:
+            err.render()
