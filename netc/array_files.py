@@ -33,6 +33,7 @@ Shape = Sequence[int | None]
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, NotImplementedError, RuntimeError, OSError,
                EOFError, ValueError, struct.error)
 MAX_SAFETENSORS_HEADER = 100 * 2**20  # the safetensors format's own bound on its JSON header
+MAX_BYTES = 2**62  # no limit is larger: NumPy cannot describe larger arrays, even as placeholders
 
 _SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
                        "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "U16": np.uint16,
@@ -43,26 +44,32 @@ class ArrayFileError(NetcError):
     """An array file that is corrupt, lies about its sizes, or is over the limit."""
 
 
-def placeholder(shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
+def placeholder(shape: Sequence[int], dtype: np.dtype, error: type = ArrayFileError, label: object = "") -> np.ndarray:
     """An array of `shape` and `dtype` that holds one element: for reporting, never for use."""
-    return np.broadcast_to(np.zeros((), dtype), tuple(shape))
+    try:
+        return np.broadcast_to(np.zeros((), dtype), tuple(shape))
+    except ValueError:  # (10**13, 10**13, 0): NumPy cannot describe it, though it holds no data
+        raise error(f"cannot read {_what(error)}{label}: it claims shape {_shape(tuple(shape))}, which NumPy "
+                    "cannot describe") from None
 
 
 def read_npy(path: Path, limit: int, expected: Shape | None = None, error: type = ArrayFileError) -> np.ndarray:
     """One array from a `.npy` file."""
+    limit = min(limit, MAX_BYTES)
     with _open(path, error) as f:
         size = path.stat().st_size
         shape, dtype, fortran = _header(f, path, error)
         want = _nbytes(shape, dtype)
         _check_size(path, shape, dtype, want, size - f.tell(), limit, error)
         if expected is not None and not _fits(shape, expected):
-            return placeholder(shape, dtype)
+            return placeholder(shape, dtype, error, path)
         return _read_body(f, shape, dtype, fortran, path, error)
 
 
 def read_npz(path: Path, limit: int, expected: Mapping[str, Shape] | None = None,
              error: type = ArrayFileError) -> dict[str, np.ndarray]:
     """Named arrays from a `.npz` archive; `expected` as in the module docstring."""
+    limit = min(limit, MAX_BYTES)
     try:
         archive = zipfile.ZipFile(path)
     except _ZIP_ERRORS as err:
@@ -97,7 +104,7 @@ def read_npz(path: Path, limit: int, expected: Mapping[str, Shape] | None = None
         arrays: dict[str, np.ndarray] = {}
         for name, member, shape, dtype, fortran, wanted in plans:
             if not wanted:
-                arrays[name] = placeholder(shape, dtype)
+                arrays[name] = placeholder(shape, dtype, error, f"{path}[{name}]")
                 continue
             try:
                 with archive.open(member) as f:
@@ -111,6 +118,7 @@ def read_npz(path: Path, limit: int, expected: Mapping[str, Shape] | None = None
 def read_safetensors(path: Path, limit: int, expected: Mapping[str, Shape] | None = None,
                      error: type = ArrayFileError) -> dict[str, np.ndarray]:
     """Named tensors from a `.safetensors` file (8-byte header length, JSON header, data)."""
+    limit = min(limit, MAX_BYTES)
     with _open(path, error) as f:
         size = path.stat().st_size
         raw = f.read(8)
@@ -137,6 +145,9 @@ def read_safetensors(path: Path, limit: int, expected: Mapping[str, Shape] | Non
             if end - begin != want or not 0 <= begin <= end <= data_size:
                 raise error(f"cannot read {_what(error)}{path}: tensor '{name}' claims bytes {begin}..{end} for "
                             f"{_bytes(want)} of data, and the file holds {_bytes(data_size)} of data")
+            if want > limit:  # even unexpected: no placeholder of a size no machine holds
+                raise error(f"{path}: tensor '{name}' claims shape {_shape(shape)} ({_bytes(want)}), over the "
+                            f"limit of {_bytes(limit)}")
             wanted = expected is None or (name in expected and _fits(shape, expected[name]))
             total += want if wanted else 0
             plans.append((name, shape, dtype, begin, wanted))
@@ -145,7 +156,7 @@ def read_safetensors(path: Path, limit: int, expected: Mapping[str, Shape] | Non
         arrays: dict[str, np.ndarray] = {}
         for name, shape, dtype, begin, wanted in plans:
             if not wanted:
-                arrays[name] = placeholder(shape, dtype)
+                arrays[name] = placeholder(shape, dtype, error, f"{path}[{name}]")
                 continue
             f.seek(data_start + begin)
             arrays[name] = _read_body(f, shape, dtype, False, path, error)
@@ -213,7 +224,11 @@ def _read_body(f: IO[bytes], shape: tuple[int, ...], dtype: np.dtype, fortran: b
             raise error(f"cannot read {_what(error)}{path}: the data ends after {_bytes(done)} of {_bytes(nbytes)}")
         done += got
     array = buffer.view(dtype) if nbytes else np.empty(0, dtype)
-    return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
+    try:
+        return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
+    except ValueError:  # an empty array whose other dims overflow NumPy's size
+        raise error(f"cannot read {_what(error)}{path}: it claims shape {_shape(shape)}, which NumPy "
+                    "cannot describe") from None
 
 
 def _what(error: type) -> str:
