@@ -9,6 +9,7 @@ ONNX `dim_param` spells it (`N`, `2*T`, `(T + 1)//2`).
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -341,11 +342,19 @@ def random_array(spec: InputSpec, env: Mapping[str, int], rng: np.random.Generat
             raise NetcInputError(f"input '{spec.name}': cannot tell the size of dim {d}",
                                  None, [f"give it with --set {dim_symbols(str(d))[0]}=..."])
         shape.append(n)
+    nbytes = math.prod(shape) * spec.dtype.itemsize
+    if nbytes > MAX_INPUT_BYTES:  # `--set N=10**12` or `--batch 10**12`: refuse, do not try
+        raise NetcInputError(f"a random input '{spec.name}' of shape {shape} would take {nbytes / 2**30:,.1f} GiB, "
+                             f"over the limit of {MAX_INPUT_BYTES / 2**30:.0f} GiB for one input", None,
+                             ["use smaller sizes with --set or --batch"])
     if spec.dtype == np.bool_:
-        return rng.integers(0, 2, shape).astype(bool)
+        return rng.integers(0, 2, shape, dtype=np.int8).astype(bool)
     if np.issubdtype(spec.dtype, np.integer):
-        return rng.integers(spec.int_low, max(spec.int_high, spec.int_low + 1), shape).astype(spec.dtype)
-    return rng.standard_normal(shape).astype(spec.dtype)
+        return rng.integers(spec.int_low, max(spec.int_high, spec.int_low + 1), shape, dtype=spec.dtype)
+    if spec.dtype == np.float64:
+        return rng.standard_normal(shape)
+    # drawn as float32 directly: no float64 array three times the input's size on the way
+    return rng.standard_normal(shape, dtype=np.float32).astype(spec.dtype, copy=False)
 
 
 def random_inputs(specs: Sequence[InputSpec], seed: int = 0, sizes: Mapping[str, int] | None = None,

@@ -373,3 +373,11 @@ def test_system_fuzz_cases_end_in_success_or_a_netc_error(tmp_path: Path, kind: 
             fuzz_system.run_case(kind, 0, index, tmp_path)
         except NetcError as err:
             err.render()
+
+
+def test_random_inputs_beyond_the_input_limit_are_refused(capsys, text_cnn: Path, tmp_path: Path) -> None:
+    model = tmp_path / "t.onnx"
+    assert run(capsys, "compile", text_cnn, "-o", model)[0] == 0
+    for argv in (["run", model, "--random", "--set", "N=1000000000000"], ["bench", model, "--batch", "1000000000000"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and "over the limit of 4 GiB" in err
