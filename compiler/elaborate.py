@@ -27,6 +27,7 @@ from netc.compiler.ops.registry import REQUIRED, Arg
 from netc.compiler.program import ModuleInfo, Program
 from netc.compiler.sharing import SharedLayer, call_shared, declare_param, read_attribute
 from netc.compiler.values import BlockFn, Builtin, Intrinsic, Word, convert, count_text, describe
+from netc.compiler.work import WorkBudget
 from netc.dsl import ast
 from netc.dsl.errors import (
     NetcError,
@@ -111,7 +112,7 @@ class Elaborator:
         self._const_busy: set[tuple[int, str]] = set()
         self._block_stack: list[tuple[str, Span]] = []
         self._deepest: list[tuple[str, Span]] | None = None  # the block calls when recursion ran out
-        self._iterations = 0
+        self.work = program.work or WorkBudget(limits)  # shared by every network of the file
 
     # ------------------------------------------------------------------ definitions
     def module_definition(self, module: ModuleInfo, name: str) -> Any:
@@ -151,10 +152,7 @@ class Elaborator:
             if not isinstance(iterable, list | tuple):
                 raise NetcTypeError(f"cannot iterate over {describe(iterable)}", stmt.iterable.span)
             for item in iterable:
-                self._iterations += 1
-                if self._iterations > self.limits.max_loop_iterations:
-                    raise NetcLimitError(f"compile-time loops ran more than {self.limits.max_loop_iterations} "
-                                         "iterations", stmt.span)
+                self.work.iteration(stmt.span)
                 self.bind_targets(stmt.targets, item, scope, stmt.iterable.span)
                 self.exec_body(stmt.body, scope, net)
         elif isinstance(stmt, ast.If):
@@ -272,6 +270,8 @@ class Elaborator:
                 return _COMPARE[e.op](diff, 0)
             raise NetcTypeError(f"cannot decide '{e.op}' at compile time: {describe(left)} vs {describe(right)}",
                                 e.span, ["give the symbolic dim a value with `--set`"])
+        if isinstance(left, list | tuple | str) and isinstance(right, list | tuple | str):
+            self.work.items_touched(_items(left) + _items(right), f"'{e.op}' on {type(left).__name__}s", e.span)
         try:
             return bool(_COMPARE[e.op](left, right))
         except TypeError:
@@ -290,9 +290,11 @@ class Elaborator:
             return self._dim_binop(op, left, right, span)
         if op == "+" and isinstance(left, list | tuple | str) and type(left) is type(right):
             self._check_length(len(left) + len(right), left, span)
+            self.work.items_touched(len(left) + len(right), f"{type(left).__name__} '+'", span)
             return left + right
         if op == "*" and isinstance(left, list) and _is_int(right):
             self._check_length(len(left) * max(right, 0), left, span)
+            self.work.items_touched(len(left) * max(right, 0), "list '*'", span)
             return left * right
         raise NetcTypeError(f"'{op}' does not apply to {describe(left)} and {describe(right)}", span)
 
@@ -395,6 +397,8 @@ class Elaborator:
                 raise NetcTypeError(f"{describe(value)} takes one index", e.span)
             if isinstance(items[0], slice) and items[0].step == 0:
                 raise NetcTypeError("slice step must not be zero", e.span)
+            if isinstance(items[0], slice):
+                self.work.items_touched(len(range(*items[0].indices(len(value)))), "a slice", e.span)
             try:
                 return value[items[0]]
             except IndexError:
@@ -624,6 +628,28 @@ def _default_text(value: Any) -> str:
 
 def _slice_key(item: int | slice) -> int | tuple:
     return item if isinstance(item, int) else (item.start, item.stop, item.step)
+
+
+def _items(value: list | tuple | str) -> int:
+    """What comparing `value` may touch: its items, and those of the lists nested in it,
+    counted as a tree (`a = [a, a]` forty times is 2^40 items to compare) but computed over
+    the distinct lists only, without recursion."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        v, expanded = stack.pop()
+        if id(v) in sizes:
+            continue
+        if isinstance(v, str) or not isinstance(v, list | tuple):
+            sizes[id(v)] = len(v) if isinstance(v, str) else 1
+            continue
+        nested = [c for c in v if isinstance(c, list | tuple | str)]
+        if expanded:
+            sizes[id(v)] = len(v) + sum(sizes[id(c)] for c in nested)
+        else:
+            stack.append((v, True))
+            stack.extend((c, False) for c in nested if id(c) not in sizes)
+    return sizes[id(value)]
 
 
 def _is_int(v: Any) -> bool:

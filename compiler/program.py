@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
+from netc.compiler.work import WorkBudget
 from netc.dsl import ast
-from netc.dsl.errors import NetcError, NetcImportError, NetcNameError, Span
+from netc.dsl.errors import NetcError, NetcImportError, NetcLimitError, NetcNameError, Span
 from netc.dsl.parser import parse_file, parse_source
 
 
@@ -33,6 +34,7 @@ class ModuleInfo:
 class Program:
     root: ModuleInfo
     modules: dict[str, ModuleInfo]
+    work: WorkBudget | None = None  # compile-time work of every network of the file together
 
     @property
     def networks(self) -> dict[str, ast.NetworkDef]:
@@ -74,6 +76,7 @@ class _Loader:
             raise NetcImportError(f"imports nest deeper than {self.limits.max_import_depth} files", span)
         self.stack.append(key)
         try:
+            self._check_size(path, text, span)
             module = parse_source(text, str(path)) if text is not None else parse_file(path)
             info = ModuleInfo(module)
             for item in module.items:
@@ -84,6 +87,18 @@ class _Loader:
             self.stack.pop()
         self.modules[key] = info
         return info
+
+    def _check_size(self, path: Path, text: str | None, span: Span | None) -> None:
+        """Refuse a source file over the limit before reading it (a 2 GB file is a mistake)."""
+        limit = self.limits.max_source_bytes
+        try:
+            size = len(text.encode("utf-8", "surrogatepass")) if text is not None else path.stat().st_size
+        except (OSError, ValueError):
+            return  # the read reports what is wrong with the file
+        if size > limit:
+            raise NetcLimitError(f"source file {_shorten(str(path))} is {size:,} bytes, over the limit of "
+                                 f"{limit:,} bytes for one .net file (max_source_bytes)", span,
+                                 ["split it into files that import each other"])
 
     def _resolve(self, importer: Path, item: ast.Import) -> Path:
         raw = item.path
@@ -128,6 +143,9 @@ def load_program(path: str | Path, text: str | None = None, allow_import_root: s
     """Parse `path` (or `text`, named `path`) and its imports."""
     path = Path(path)
     root_dir = Path(allow_import_root) if allow_import_root else path.parent
+    if allow_import_root and not root_dir.is_dir():
+        raise NetcImportError(f"--allow-import-root {_shorten(str(allow_import_root))}: "
+                              f"{'no such folder' if not root_dir.exists() else 'not a folder'}", None)
     loader = _Loader(root_dir, limits)
     root = loader.load(path, text, None)
-    return Program(root, loader.modules)
+    return Program(root, loader.modules, WorkBudget(limits))

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from netc import progress
+from netc.boundary import is_onnxruntime_error
 from netc.dsl.errors import NetcInputError
 from netc.runtime.inputs import InputSpec, random_inputs
 from netc.runtime.ort_errors import translate
@@ -117,15 +118,15 @@ def bench(session: Session, specs: Sequence[InputSpec], batches: Sequence[int] |
         if batch < 1:
             raise NetcInputError(f"batch sizes are positive; got {batch}")
         env = {**sizes, batch_name: batch} if batch_name is not None else sizes
-        feeds = random_inputs(specs, seed, env, default=1)
+        feeds = random_inputs(specs, seed, env, default=1, minima=session.min_sizes)
 
         def run_once(feeds=feeds, batch=batch) -> None:
             try:
                 session.session.run(names, feeds)
             except Exception as err:  # onnxruntime's own error types: name the op and the inputs
-                if type(err).__module__.startswith("onnxruntime"):
+                if is_onnxruntime_error(err):
                     raise translate(err, specs, feeds, session.graph,
-                                    f"onnxruntime failed at batch size {batch}") from None
+                                    f"onnxruntime failed at batch size {batch}", session.spans) from None
                 raise
 
         with progress.stage(f"batch {batch}"):
