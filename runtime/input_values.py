@@ -29,6 +29,8 @@ class ValueRule:
     high: Dim
     what: str  # "ids of embed0", for the message
     span: Span | None
+    vocabulary: Dim | None = None  # an embed's table size: the message then speaks of ids
+    op: str = ""  # "the embed 'embed0'", for the note of a vocabulary rule
 
 
 def value_rules(graph: Graph) -> list[ValueRule]:
@@ -41,7 +43,8 @@ def value_rules(graph: Graph) -> list[ValueRule]:
             table = args[1] if len(args) > 1 else None
             if table is not None and table.type.shape:
                 rules.append(ValueRule(inputs[id(args[0])], 0, D.sub(table.type.shape[0], 1),
-                                       f"ids of {op.label or 'embed'} (vocabulary {table.type.shape[0]})", op.span))
+                                       f"ids of {op.label or 'embed'} (vocabulary {table.type.shape[0]})", op.span,
+                                       table.type.shape[0], f"the embed '{op.label or 'embed'}'"))
         elif op.kind in ("last", *RECURRENCES) and len(args) > 1 and args[1] is not None and id(args[1]) in inputs:
             low = 1 if op.kind == "last" else 0
             steps = args[0].type.shape[0] if args[0] is not None and args[0].type.shape else None
@@ -65,6 +68,13 @@ def check_values(rules: list[ValueRule], arrays: Mapping[str, np.ndarray], env: 
         if low_seen < rule.low or high_seen > high:
             bad = low_seen if low_seen < rule.low else high_seen
             where = tuple(int(i) for i in np.argwhere(array == bad)[0])
+            if rule.vocabulary is not None:  # the same words as an id onnxruntime itself refuses
+                error = NetcInputError(f"input '{rule.name}' has id {bad} at index {list(where)}, the vocabulary is "
+                                       f"{high + 1} (valid ids 0..{high})", None,
+                                       ["map unknown words to a reserved id, or enlarge the vocabulary"])
+                if rule.span is not None:
+                    error.with_note(rule.span, f"{rule.op} reading it")
+                raise error
             raise NetcInputError(f"input '{rule.name}' holds {bad} at index {list(where)}; the {rule.what} must be "
                                  f"within {rule.low}..{high}", rule.span,
                                  ["netc refuses such values rather than wrap them around"])

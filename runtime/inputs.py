@@ -82,7 +82,7 @@ def integer_lows(graph: Graph) -> dict[str, int]:
     names = {id(v): v.name for v in graph.inputs if v.type.dtype.is_int}
     # `last(lengths=)` needs 1 or more too: a sequence of no steps has no last one
     return {names[id(op.inputs[1])]: 1 for op in graph.walk()
-            if op.kind in ("div", "last") and len(op.inputs) > 1 and op.inputs[1] is not None
+            if op.kind in ("div", "floordiv", "mod", "last") and len(op.inputs) > 1 and op.inputs[1] is not None
             and id(op.inputs[1]) in names}
 
 

@@ -32,7 +32,7 @@ def run_session(session: Session, inputs: Mapping[str, np.ndarray],
     except Exception as err:  # every onnxruntime exception type, not only InvalidArgument
         if not is_onnxruntime_error(err):
             raise
-        raise translate(err, specs, inputs, session.graph, "onnxruntime failed to run the model",
+        raise translate(err, specs, inputs, session.graph, "onnxruntime failed",
                         session.spans) from None
     return dict(zip(names, results))
 

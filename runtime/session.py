@@ -70,4 +70,4 @@ def make_session(model: onnx.ModelProto | str | Path, provider: str = "cpu", thr
         used = "cpu"
     from netc.runtime.inputs import min_sizes_of
 
-    return Session(session, used, threads, min_sizes_of(session))
+    return Session(session, used, threads, min_sizes=min_sizes_of(session))
