@@ -2,11 +2,13 @@
 
 from netc.compiler.ops import (  # noqa: F401  (importing registers the ops)
     activations,
+    attention,
     conv,
     dense,
     elementwise,
     embed,
     loops,
+    mha,
     norm,
     pool,
     recurrent,
