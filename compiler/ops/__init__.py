@@ -15,6 +15,7 @@ from netc.compiler.ops import (  # noqa: F401  (importing registers the ops)
     reduce,
     shape,
     tensor,
+    transformer,
 )
 from netc.compiler.ops.registry import REGISTRY, Arg, Case, OpDef, register
 

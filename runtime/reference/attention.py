@@ -142,3 +142,25 @@ def multihead_attention(query, key, value, key_padding_mask, lengths, attn_mask,
     if average_weights:
         weights = weights.mean(axis=1)
     return out.astype(query.dtype), weights.astype(query.dtype)
+
+
+@ref("rms_norm")
+def rms_norm(x, scale, *, eps):
+    x64 = x.astype(np.float64)
+    rms = np.sqrt((x64 * x64).mean(axis=-1, keepdims=True) + eps)
+    return (x64 / rms * scale).astype(x.dtype)
+
+
+@ref("positional_encoding")
+def positional_encoding(x, table, *, kind, batch_first, base):
+    T, D = x.shape[1 if batch_first else 0], x.shape[2]
+    if kind == "learned":
+        P = table[:T].astype(np.float64)
+    else:
+        P = np.zeros((T, D))
+        for t in range(T):
+            for j in range(D):
+                angle = t / base ** (2 * (j // 2) / D)
+                P[t, j] = math.sin(angle) if j % 2 == 0 else math.cos(angle)
+    P = P[:, None, :] if not batch_first else P[None]
+    return (x.astype(np.float64) + P).astype(x.dtype)
