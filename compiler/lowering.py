@@ -259,6 +259,8 @@ def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEF
     model.ir_version = IR_VERSION_FOR_OPSET.get(opset, 10)
     model.producer_name = "netc"
     model.opset_import.add(domain="", version=opset)
+    for domain in sorted(_domains(ctx.nodes) - {""}):  # onnxruntime's contrib ops (com.microsoft)
+        model.opset_import.add(domain=domain, version=1)
     onnx_graph = model.graph
     onnx_graph.name = graph.name
     onnx_graph.node.extend(ctx.nodes)
@@ -271,6 +273,17 @@ def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEF
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return model
+
+
+def _domains(nodes: Sequence[onnx.NodeProto]) -> set[str]:
+    """The operator domains used by `nodes` and the bodies they own."""
+    found: set[str] = set()
+    for node in nodes:
+        found.add(node.domain or "")
+        for attr in node.attribute:
+            for body in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                found |= _domains(body.node)
+    return found
 
 
 def add_initializer(onnx_graph: onnx.GraphProto, name: str, array: np.ndarray) -> None:

@@ -108,7 +108,7 @@ class MultiheadAttention(OpDef):
         if not 0 <= dropout < 1:
             raise b.error(f"multihead_attention: dropout must be in [0, 1); got {dropout:g}")
         attrs = {"heads": heads, "kv_heads": kv_heads or heads, "causal": causal, "batch_first": batch_first,
-                 "average_weights": average_weights, "lowering": lowering}
+                 "average_weights": average_weights, "lowering": lowering, "weights": return_weights}
         for t in (query, key, value):
             _check_seq(b, t.type, batch_first)
         E = b.static(query.type.shape[2], "multihead_attention: the embedding width E")
@@ -181,6 +181,13 @@ class MultiheadAttention(OpDef):
                 raise b.error(f"multihead_attention: parameter {n} {t} should be {q.dtype.value}{list(expect[n])}")
         if params["in_proj_weight"] is None and params["q_proj_weight"] is None:
             raise b.error("multihead_attention: missing the input projection")
+        if attrs["lowering"] in ("onnx", "contrib"):
+            from netc.compiler.ops.mha_fused import fused_unsupported
+
+            why = fused_unsupported(attrs, list(inputs), attrs["lowering"])
+            if why:
+                raise b.error(f"multihead_attention: lowering=\"{attrs['lowering']}\" does not support {why}",
+                              'lowering="decomposed" (or "auto") supports everything')
         weights = (N, Lq, S) if attrs["average_weights"] else (N, attrs["heads"], Lq, S)
         return [q, TensorType(q.dtype, weights)]
 
