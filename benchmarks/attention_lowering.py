@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 import netc
-from netc.compiler.lowering import lower_graph
 from benchmarks.timing import Ratio, ort_session, time_interleaved
+from netc.compiler.lowering import lower_graph
 
 FORMS = {"decomposed": 21, "onnx": 23, "contrib": 21}
 
@@ -70,7 +70,7 @@ def main() -> None:
         outs = {form: s.run(None, {"x": x})[0] for form, s in sessions.items()}
         for form, out in outs.items():
             np.testing.assert_allclose(out, outs["decomposed"], rtol=1e-4, atol=1e-5, err_msg=form)
-        stats = time_interleaved({f: (lambda s=s: s.run(None, {"x": x})) for f, s in sessions.items()},
+        stats = time_interleaved({f: (lambda s=s, x=x: s.run(None, {"x": x})) for f, s in sessions.items()},
                                  args.repeats)
         for form, st in stats.items():
             ratio = Ratio.of(st, stats["decomposed"])

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from netc.compiler.ir import DType, Op
-from netc.compiler.ops import attn_lower as L
 from netc.compiler.ops.mha_lower import _Parts, blocked_keys, output_projection, project
 
 if TYPE_CHECKING:
