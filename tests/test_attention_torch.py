@@ -271,3 +271,27 @@ network Enc {{
                                      {"enc.encoder_layer0.": "layers.0.", "enc.encoder_layer1.": "layers.1."})
     _, results = _run(src, params, {"x": x})
     _close(results, {"y": _np(want)})
+
+
+def test_transformer_encoder_example_parameter_count():
+    """examples/transformer_encoder.net at its defaults: the encoder layers hold exactly
+    nn.TransformerEncoder's parameters, the embedding nn.Embedding's (stated in the example)."""
+    from tests.conftest import EXAMPLES
+
+    (graph,) = netc.check_file(EXAMPLES / "transformer_encoder.net")
+    layer = torch.nn.TransformerEncoderLayer(512, 8, 2048)
+    stack = torch.nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False)
+    encoder = sum(p.size for p in graph.params if p.name.startswith("encoder0."))
+    assert encoder == sum(p.numel() for p in stack.parameters()) == 18_914_304
+    assert sum(p.size for p in graph.params) == encoder + 32000 * 512 == 35_298_304
+    # and every encoder parameter has its PyTorch counterpart, by name and shape
+    compiled_names = {p.name: p.shape for p in graph.params if p.name.startswith("encoder0.")}
+    from netc.compiler.torch_names import torch_name
+
+    kinds = {v.name: op.kind for op in graph.walk() for v in op.inputs if v is not None and v.param is not None}
+    torch_shapes = {k: tuple(v.shape) for k, v in stack.state_dict().items()}
+    prefixes = {f"encoder0.encoder_layer{i}.": f"layers.{i}." for i in range(6)}
+    for name, shape in compiled_names.items():
+        tname, transposed = torch_name(name, kinds[name], prefixes)
+        assert torch_shapes[tname] == (shape[::-1] if transposed else shape), name
+    assert len(compiled_names) == len(torch_shapes)

@@ -36,6 +36,12 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "nplm.net": {"settings": {"V": 1000}, "int_high": 1000},
     "bag_of_embeddings.net": {"settings": {"V": 500}, "int_high": 500, "sizes": {"T": 7}},
     "wavenet_stack.net": {"sizes": {"T": 40}},
+    "transformer_encoder.net": {"settings": {"layers": 2, "d_model": 32, "heads": 4, "d_ff": 64, "vocab": 50},
+                                "int_high": 50},
+    # lengths are drawn from [0, int_high): T = 4 keeps them within the sequences
+    "vqa_spatial_attention.net": {"sizes": {"T": 4}},
+    "seq2seq_scores.net": {"sizes": {"T": 4}},
+    "bahdanau_translator.net": {"sizes": {"T": 4}},
 }
 
 # Trainable parameters (batchnorm running statistics excluded) at the default settings.

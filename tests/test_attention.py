@@ -1,0 +1,158 @@
+"""Attention beyond the per-op parity cases: the three lowerings of multihead_attention
+against the reference (ONNX Attention at opset 23, the contrib node, the decomposed graph),
+the measured auto choice, hoisting of the additive key projection, the standard library
+import, the sinusoidal table's values, and the Transformer example's command line."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import netc
+from netc import cli
+from netc.compiler.lowering import lower_graph
+from netc.compiler.ops.mha_choice import choose_mha_lowering
+from netc.dsl.errors import NetcError, NetcShapeError
+from netc.runtime.reference import run_graph
+from netc.runtime.session import make_session
+from tests.conftest import EXAMPLES, assert_close, check_onnx, random_inputs
+
+FORMS = {"decomposed": 21, "onnx": 23, "contrib": 21}
+CONFIGS = {
+    "self": ("f32[T, N, 8]", "multihead_attention(x, heads=2{L})", {}),
+    "causal": ("f32[T, N, 8]", "multihead_attention(x, heads=4, causal=true{L})", {}),
+    "padding": ("f32[T, N, 8]", "multihead_attention(x, heads=2, key_padding_mask=pad{L})", {"pad": "bool[N, T]"}),
+    "cross_lengths_batch_first": ("f32[N, T, 8]", "multihead_attention(x, m, heads=4, lengths=lens, batch_first=true{L})",
+                                  {"m": "f32[N, S, 8]", "lens": "i32[N]"}),
+    "float_mask_no_bias": ("f32[T, N, 8]", "multihead_attention(x, heads=2, bias=false, attn_mask=am{L})",
+                           {"am": "f32[T, T]"}),
+    "bool_mask_kdim": ("f32[T, N, 8]", "multihead_attention(x, m, m, heads=2, attn_mask=am{L})",
+                       {"m": "f32[S, N, 3]", "am": "bool[T, S]"}),
+}
+
+
+def _source(form: str, config: str) -> str:
+    xt, call, extra = CONFIGS[config]
+    lines = ["network M {", f"  input x: {xt}", *(f"  input {k}: {v}" for k, v in extra.items()),
+             "  output y = " + call.replace("{L}", f', lowering="{form}"'), "}"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_lowerings_agree_with_reference(form, config):
+    compiled = netc.compile_source(_source(form, config), opset=FORMS[form])
+    check_onnx(compiled.model)
+    ops = {n.op_type for n in compiled.model.graph.node}
+    assert {"decomposed": "Softmax", "onnx": "Attention", "contrib": "MultiHeadAttention"}[form] in ops
+    session = make_session(compiled.model).session
+    for seed in range(2):
+        feeds = random_inputs(compiled.graph, seed, int_high=5, sizes={"T": 4, "S": 5})
+        if "pad" in feeds:
+            feeds["pad"][0] = True  # an example with every key padded: zero context, not NaN
+        if "lens" in feeds:
+            feeds["lens"][0] = 0
+        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+        want = run_graph(compiled.graph, compiled.params, feeds)
+        assert np.isfinite(got["y"]).all()
+        assert_close(got, want, "f32", f"{form} {config} seed {seed}")
+
+
+def test_grouped_query_heads_with_onnx_attention():
+    src = "network M {\n  input x: f32[T, N, 8]\n  output y = multihead_attention(x, heads=4, kv_heads=2, " \
+          'causal=true, lowering="onnx")\n}\n'
+    compiled = netc.compile_source(src, opset=23)
+    feeds = random_inputs(compiled.graph, 0, sizes={"T": 5})
+    got = make_session(compiled.model).session.run(None, feeds)[0]
+    np.testing.assert_allclose(got, run_graph(compiled.graph, compiled.params, feeds)["y"], rtol=1e-4, atol=1e-5)
+
+
+def _mha_op(src: str):
+    graph = netc.compile_source(src).graph
+    return next(op for op in graph.ops if op.kind == "multihead_attention")
+
+
+@pytest.mark.parametrize(("T", "extra", "form"), [
+    ("T", "", "contrib"),              # symbolic: compiled for long sequences
+    ("512", "", "contrib"),
+    ("128", "", "decomposed"),         # short: not told apart, the plain graph
+    ("T", ", return_weights=true", "decomposed"),
+    ("T", ", kv_heads=2", "decomposed"),
+])
+def test_auto_lowering_follows_the_measurements(T, extra, form):
+    out = "y, w" if "weights" in extra else "y"
+    outs = "  output a = y\n  output b = w\n" if "weights" in extra else "  output a = y\n"
+    src = f"network M {{\n  input x: f32[{T}, 1, 16]\n  {out} = multihead_attention(x, heads=4{extra})\n{outs}}}\n"
+    assert choose_mha_lowering(_mha_op(src), 21) == form
+
+
+def test_forced_onnx_lowering_needs_opset_23():
+    src = 'network M {\n  input x: f32[T, N, 8]\n  output y = multihead_attention(x, heads=2, lowering="onnx")\n}\n'
+    with pytest.raises(NetcShapeError, match="opset 23"):
+        netc.compile_source(src)
+
+
+def test_additive_key_projection_is_hoisted_out_of_generate():
+    (graph,) = netc.check_file(EXAMPLES / "bahdanau_translator.net")
+    top = [op.kind for op in graph.ops]
+    gen = next(op for op in graph.ops if op.kind == "generate")
+    inner = [op.kind for op in gen.regions[0].ops]
+    assert "attention" in inner
+    keys = [op for op in graph.ops if op.kind == "dense" and op.label.endswith("attention0")]
+    assert keys and keys[0].inputs[0].type.rank == 3, top
+
+
+def test_std_library_is_importable_from_any_folder(tmp_path):
+    path = tmp_path / "deep" / "model.net"
+    path.parent.mkdir()
+    path.write_text('import "std/transformer.net"\nnetwork M {\n  input x: f32[T, N, 8]\n'
+                    "  output y = x -> feed_forward(16) -> encoder_layer(2, 16, norm_first=true)\n}\n")
+    (graph,) = netc.check_file(path)
+    names = {p.name for p in graph.params}
+    assert "feed_forward0.linear1.weight" in names
+    assert "encoder_layer0.self_attn.in_proj_weight" in names
+    assert "encoder_layer0.norm2.scale" in names
+
+
+def test_std_library_errors_point_into_the_library_and_the_call(tmp_path):
+    path = tmp_path / "m.net"
+    path.write_text('import "std/transformer.net"\nnetwork M {\n  input x: f32[T, N, 10]\n'
+                    "  output y = encoder_layer(x, 3, 16)\n}\n")
+    with pytest.raises(NetcError) as err:
+        netc.check_file(path)
+    assert "heads=3 does not divide the embedding width 10" in str(err.value)
+    assert err.value.span.file.endswith("std/transformer.net")
+    assert any("m.net" in str(span) for span, _ in err.value.notes)
+
+
+def test_sinusoidal_positions_match_the_formula():
+    src = "network M {\n  input x: f32[T, N, 6]\n  output y = positional_encoding(x)\n}\n"
+    compiled = netc.compile_source(src)
+    x = np.zeros((7, 1, 6), np.float32)
+    got = make_session(compiled.model).session.run(None, {"x": x})[0][:, 0]
+    for t in range(7):
+        for i in range(3):
+            rate = 1 / 10000 ** (2 * i / 6)
+            assert math.isclose(got[t, 2 * i], math.sin(t * rate), abs_tol=1e-5)
+            assert math.isclose(got[t, 2 * i + 1], math.cos(t * rate), abs_tol=1e-5)
+
+
+def test_rms_norm_lowers_to_rmsnormalization_at_opset_23():
+    src = "network M {\n  input x: f32[N, 8]\n  output y = rms_norm(x, eps=0.01)\n}\n"
+    compiled = netc.compile_source(src, opset=23)
+    assert "RMSNormalization" in {n.op_type for n in compiled.model.graph.node}
+    x = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    got = make_session(compiled.model).session.run(None, {"x": x})[0]
+    want = run_graph(compiled.graph, compiled.params, {"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    model21 = lower_graph(compiled.graph, compiled.params, 21)
+    np.testing.assert_allclose(make_session(model21).session.run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_transformer_encoder_compiles_at_a_fixed_length(tmp_path):
+    out = tmp_path / "enc.onnx"
+    settings = ["--set", "T=128", "--set", "layers=1", "--set", "vocab=100"]
+    assert cli.main(["compile", str(EXAMPLES / "transformer_encoder.net"), *settings, "-o", str(out)]) == 0
+    assert out.stat().st_size > 0
