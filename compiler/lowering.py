@@ -15,8 +15,9 @@ from netc.compiler import dims as D
 from netc.compiler.ir import Graph, Op, TensorType, Value
 from netc.compiler.ops import REGISTRY
 
-# Opset 21 is the newest at which onnxruntime 1.32 (CPU) implements every op netc emits:
-# at 22 GlobalLpPool has no kernel, below 20 Gelu does not exist (tools/opset_probe.py).
+# Opset 21 by default: below 20 Gelu does not exist; at 22 GlobalLpPool has no onnxruntime
+# 1.32 kernel, so global_l2pool lowers to ReduceL2 from 22 and every op runs up to 23
+# (tools/opset_probe.py); nothing netc lowers by default is faster at 23.
 DEFAULT_OPSET = 21
 SUPPORTED_OPSETS = range(20, 24)
 IR_VERSION_FOR_OPSET = {18: 8, 19: 9, 20: 9, 21: 10, 22: 10, 23: 11}

@@ -2,7 +2,8 @@
 
 Imports resolve relative to the importing file, must name `.net` files, and may not leave
 the import root (the root file's folder, unless `allow_import_root` widens it). Cycles are
-reported with the chain that forms them.
+reported with the chain that forms them. `std/NAME.net` names a file of the standard
+library shipped with netc (`compiler/std/`), wherever the importing file is.
 """
 
 from __future__ import annotations
