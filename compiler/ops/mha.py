@@ -108,7 +108,7 @@ class MultiheadAttention(OpDef):
         if not 0 <= dropout < 1:
             raise b.error(f"multihead_attention: dropout must be in [0, 1); got {dropout:g}")
         attrs = {"heads": heads, "kv_heads": kv_heads or heads, "causal": causal, "batch_first": batch_first,
-                 "average_weights": average_weights, "lowering": lowering, "weights": return_weights}
+                 "average_weights": average_weights, "lowering": lowering, "return_weights": return_weights}
         for t in (query, key, value):
             _check_seq(b, t.type, batch_first)
         E = b.static(query.type.shape[2], "multihead_attention: the embedding width E")

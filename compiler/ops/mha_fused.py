@@ -28,7 +28,7 @@ MS_DOMAIN = "com.microsoft"
 def fused_unsupported(attrs: dict, types: list, form: str, opset: int | None = None) -> str | None:
     """Why an op with `attrs` and input types `types` cannot take the fused form `form`
     (None when it can)."""
-    if attrs["weights"]:
+    if attrs["return_weights"]:
         return "return_weights=true (the fused nodes do not output the weights)"
     if form == "onnx" and opset is not None and opset < 23:
         return f"opset {opset} (ONNX Attention exists from opset 23: compile with --opset 23)"

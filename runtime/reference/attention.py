@@ -92,7 +92,7 @@ def attention(query, keys, values, mask, lengths, keys_proj, W, W_q, b, v, W_qk,
 @ref("multihead_attention")
 def multihead_attention(query, key, value, key_padding_mask, lengths, attn_mask, in_proj_weight, q_proj_weight,
                         k_proj_weight, v_proj_weight, in_proj_bias, out_w, out_b, *, heads, kv_heads, causal,
-                        batch_first, average_weights, lowering, weights):
+                        batch_first, average_weights, lowering, return_weights):
     f = np.float64
     q, k, v = (x.astype(f) for x in (query, key, value))
     if batch_first:  # work time-major: [len, N, width]
@@ -108,7 +108,7 @@ def multihead_attention(query, key, value, key_padding_mask, lengths, attn_mask,
     bias = in_proj_bias.astype(f) if in_proj_bias is not None else np.zeros(E + 2 * G * hd)
     bq, bk, bv = bias[:E], bias[E:E + G * hd], bias[E + G * hd:]
     out = np.zeros((Lq, N, E))
-    weights = np.zeros((N, H, Lq, S))  # the `weights` attribute only says whether they are used
+    weights = np.zeros((N, H, Lq, S))
     for n in range(N):
         Q = q[:, n] @ wq.T + bq  # [L, E]
         K = k[:, n] @ wk.T + bk  # [S, G*hd]
