@@ -116,7 +116,8 @@ def lower_decomposed(ctx: LowerContext, op: Op, inputs: list[str]) -> list[str]:
         return ctx.node("Transpose", [x], perm=to_heads)[0]
 
     scale = ctx.const(np.asarray(1.0 / math.sqrt(hd), dtype), "scale")
-    Q = heads(ctx.node("Mul", [q, scale])[0], H)
+    # The scale multiplies the MatMul's input directly: onnxruntime folds it into FusedMatMul.
+    Q = ctx.node("Mul", [heads(q, H), scale])[0]
     KT = ctx.node("Transpose", [ctx.node("Reshape", [k, ctx.ints([0, 0, G, hd])])[0]],
                   perm=[0, 2, 3, 1] if s.bf else [1, 2, 3, 0])[0]  # [N, G, hd, S]
     V = heads(v, G)
@@ -147,6 +148,8 @@ def lower_decomposed(ctx: LowerContext, op: Op, inputs: list[str]) -> list[str]:
     y = ctx.node("Transpose", [y], perm=[0, 2, 1, 3] if s.bf else [2, 0, 1, 3])[0]
     y = ctx.node("Reshape", [y, ctx.ints([0, 0, s.E])])[0]
     out = output_projection(ctx, s, y)
+    if not op.attrs["return_weights"]:
+        return [out, ""]  # nothing can read them: no nodes for the average
     if op.attrs["average_weights"]:
         weights = ctx.node("ReduceMean", [weights, ctx.ints([1])], keepdims=0)[0]
     return [out, weights]
