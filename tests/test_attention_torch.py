@@ -295,3 +295,27 @@ def test_transformer_encoder_example_parameter_count():
         tname, transposed = torch_name(name, kinds[name], prefixes)
         assert torch_shapes[tname] == (shape[::-1] if transposed else shape), name
     assert len(compiled_names) == len(torch_shapes)
+
+
+def test_multihead_attention_state_dict_loads_with_weights_file(tmp_path):
+    """nn.MultiheadAttention's state dict, saved under the layer's name, is a netc weight file
+    as it is (`--weights`): no renaming, no transposing."""
+    torch.manual_seed(13)
+    module = torch.nn.MultiheadAttention(E, H, kdim=3, vdim=5).eval()
+    path = tmp_path / "mha.npz"
+    np.savez(path, **_state(module, "self_attn."))
+    src = f"""network M {{
+  input q: f32[L, N, {E}]
+  input k: f32[S, N, 3]
+  input v: f32[S, N, 5]
+  output y = multihead_attention(q, k, v, heads={H}, name="self_attn")
+}}"""
+    compiled = netc.compile_source(src, weights=path)
+    rng = np.random.default_rng(14)
+    feeds = {"q": rng.standard_normal((4, 2, E)).astype(np.float32),
+             "k": rng.standard_normal((6, 2, 3)).astype(np.float32),
+             "v": rng.standard_normal((6, 2, 5)).astype(np.float32)}
+    with torch.inference_mode():
+        want, _ = module(*(torch.from_numpy(feeds[n]) for n in "qkv"))
+    got = make_session(compiled.model).session.run(None, feeds)[0]
+    np.testing.assert_allclose(got, _np(want), rtol=RTOL, atol=ATOL)
