@@ -156,3 +156,21 @@ def test_transformer_encoder_compiles_at_a_fixed_length(tmp_path):
     settings = ["--set", "T=128", "--set", "layers=1", "--set", "vocab=100"]
     assert cli.main(["compile", str(EXAMPLES / "transformer_encoder.net"), *settings, "-o", str(out)]) == 0
     assert out.stat().st_size > 0
+
+
+def test_kv_cache_generation_matches_recomputation():
+    """examples/kv_cache_lm.net: the cached and the recomputing decoder share their
+    parameters and generate the same ids."""
+    path = EXAMPLES / "kv_cache_lm.net"
+    settings = {"V": 50, "d": 16, "heads": 2, "M": 12}
+    cached = netc.compile_file(path, network="CachedLM", settings=settings, seed=3)
+    recompute = netc.check_file(path, settings=settings)[1]
+    assert {p.name: p.shape for p in recompute.params} == {p.name: p.shape for p in cached.graph.params}
+    model = lower_graph(recompute, cached.params)
+    check_onnx(model)
+    prompt = {"prompt": np.array([1, 7, 30], np.int64)}
+    want = make_session(cached.model).session.run(None, prompt)[0]
+    got = make_session(model).session.run(None, prompt)[0]
+    assert want.shape == (12, 3)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(run_graph(recompute, cached.params, prompt)["ids"], want)

@@ -7,6 +7,7 @@ from netc.compiler.ops import (  # noqa: F401  (importing registers the ops)
     dense,
     elementwise,
     embed,
+    kv_cache,
     loops,
     mha,
     norm,

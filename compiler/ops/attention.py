@@ -17,10 +17,12 @@ Scores s(q, k_t) (structures.md; the parameters belong to the layer, named `<lay
                                                                    (its row blocks), b [U], v [U]
     cosine          (q / max(|q|, 1e-8)) · (k_t / max(|k_t|, 1e-8))
 
-U is `units` (default Dq). Weights a = softmax_t(s) over the valid keys: key t is valid
+U is `units` (default Dq). With `heads=h` (dot and scaled_dot scores) queries, keys and
+values split into h heads of width D/h, each with its own softmax (scaled by 1/sqrt(Dk/h));
+the contexts are concatenated and the weights averaged over the heads. Weights a = softmax_t(s) over the valid keys: key t is valid
 when mask[..., t] is true (a bool tensor broadcastable to the weights' shape), t <
-lengths[n] (i32[N]), and, with `window=D`, |t - p| <= D. A query with no valid key gets
-zero weights and a zero context. The context is sum_t a_t v_t.
+lengths[n] (i32[N]), and, with `window=D`, |t - p| <= D. With `causal=true` (sequences of queries) query s
+takes keys t <= s. A query with no valid key gets zero weights and a zero context. The context is sum_t a_t v_t.
 
 `hard=true` replaces the softmax by a one-hot at the arg-max of the valid scores (the
 first on ties): the context is the value at the best key.
@@ -72,11 +74,14 @@ class Attention(OpDef):
         Arg("score", "choice", "dot", choices=SCORES),
         Arg("mask", "any", None, doc="bool, true where a key may be attended; broadcastable to the weights"),
         Arg("lengths", "any", None, doc="i32[N]: keys t < lengths[n] are real"),
+        Arg("causal", "bool", False, doc="sequence queries: query s attends to keys t <= s"),
         Arg("hard", "bool", False, doc="one-hot weights at the best key (arg-max) instead of the softmax"),
         Arg("window", "any", None, doc="int D: Luong's local attention over [p - D, p + D]"),
         Arg("align", "choice", "predictive", choices=("predictive", "monotonic"),
             doc="local attention's centre p: predicted from the query (local-p) or the query's position (local-m)"),
         Arg("units", "any", None, doc="hidden size U of the additive/concat_product/predictive scorers (default Dq)"),
+        Arg("heads", "int", 1, positive=True,
+            doc="dot/scaled_dot: split queries, keys and values into heads, each with its own softmax"),
         Arg("return_weights", "bool", False, doc="also return the weights"),
         Arg("weight_init", "init", Init("glorot_uniform")),
     )
@@ -100,12 +105,23 @@ class Attention(OpDef):
   output ctx = c
   output weights = w""", {"q": "{f}[N, 4]", "m": "{f}[7, N, 4]"}, note="local-p"),
         Case("""
+  c, w = attention(q, m, v, score="scaled_dot", heads=2, lengths=lens, return_weights=true)
+  output ctx = c
+  output weights = w""", {"q": "{f}[N, 4]", "m": "{f}[5, N, 4]", "v": "{f}[5, N, 6]", "lens": "i32[N]"},
+             int_high=6, note="two heads"),
+        Case('attention(q, m, score="scaled_dot", heads=2, causal=true, lengths=lens)',
+             {"q": "{f}[T, N, 4]", "m": "{f}[T, N, 4]", "lens": "i32[N]"}, note="causal self-attention"),
+        Case('attention(q, m, heads=2, causal=true)', {"q": "{f}[T, N, 4]", "m": "{f}[T, N, 4]"},
+             note="causal alone"),
+        Case("attention(q, m, heads=2, mask=mk)", {"q": "{f}[S, N, 4]", "m": "{f}[T, N, 4]", "mk": "bool[S, 1, T]"},
+             note="two heads, sequence"),
+        Case("""
   c, w = attention(q, m, window=2, align="monotonic", mask=mk, return_weights=true)
   output ctx = c
   output weights = w""", {"q": "{f}[S, N, 4]", "m": "{f}[T, N, 4]", "mk": "bool[S, 1, T]"}, note="local-m"),
     )
 
-    def build(self, b, query, keys, values, score, mask, lengths, hard, window, align, units,
+    def build(self, b, query, keys, values, score, mask, lengths, causal, hard, window, align, units, heads,
               return_weights, weight_init):
         values = _tensor_arg(b, "values", values)
         mask = _tensor_arg(b, "mask", mask)
@@ -142,7 +158,7 @@ class Attention(OpDef):
         if window is not None and align == "predictive":
             slots["W_p"] = param("W_p", (dq, units))
             slots["v_p"] = b.param("v_p", (units,), dtype, weight_init, fan_in=units, fan_out=1)
-        attrs = {"score": score, "hard": hard, "window": window, "align": align}
+        attrs = {"score": score, "hard": hard, "window": window, "align": align, "heads": heads, "causal": causal}
         inputs = [query, keys, values if values is not None else keys, mask, lengths,
                   *(slots[s] for s in PARAM_SLOTS)]
         context, weights = b.emit(self.name, inputs, attrs)
@@ -184,6 +200,18 @@ class Attention(OpDef):
         if attrs["window"] is not None and attrs["align"] == "monotonic" and not seq:
             raise b.error("attention: align=\"monotonic\" centres the window on the query's position and needs "
                           f"a sequence of queries [S, N, D]; got {q}", 'use align="predictive" (local-p)')
+        if attrs["causal"] and not seq:
+            raise b.error(f"attention: causal=true needs a sequence of queries [S, N, D]; got {q}",
+                          "one query per step attends to the keys so far: pass lengths=")
+        heads = attrs["heads"]
+        if heads > 1:
+            if attrs["score"] not in ("dot", "scaled_dot") or attrs["hard"] or attrs["window"] is not None:
+                raise b.error(f"attention: heads={heads} works with score=dot or scaled_dot, soft and global; got "
+                              f"score={attrs['score']}" + (", hard=true" if attrs["hard"] else "")
+                              + (", window" if attrs["window"] is not None else ""))
+            for what, t in (("key", k), ("value", v)):
+                if not isinstance(t.shape[-1], int) or t.shape[-1] % heads:
+                    raise b.error(f"attention: heads={heads} does not divide the {what} width {t.shape[-1]}")
         context = TensorType(q.dtype, (*q.shape[:-1], v.shape[-1]))
         return [context, weights]
 
@@ -216,12 +244,22 @@ def lower_attention(ctx, op, inputs: list[str]) -> list[str]:
 
     Q = ctx.node("Transpose", [query], perm=[1, 0, 2])[0] if seq else ctx.node(
         "Unsqueeze", [query, ctx.ints([1])])[0]
-    KT = ctx.node("Transpose", [keys], perm=[1, 2, 0])[0]  # [N, Dk, T]
-    V = ctx.node("Transpose", [values], perm=[1, 0, 2])[0]
+    heads = a.get("heads", 1)
+    if heads > 1:  # heads as an axis: Q [N, h, S, d/h], K^T [N, h, d/h, T], V [N, h, T, dv/h]
+        dk, dv = op.inputs[1].type.shape[-1] // heads, op.inputs[2].type.shape[-1] // heads
+        Q = ctx.node("Transpose", [ctx.node("Reshape", [Q, ctx.ints([0, 0, heads, dk])])[0]], perm=[0, 2, 1, 3])[0]
+        KT = ctx.node("Transpose", [ctx.node("Reshape", [keys, ctx.ints([0, 0, heads, dk])])[0]],
+                      perm=[1, 2, 3, 0])[0]
+        V = ctx.node("Transpose", [ctx.node("Reshape", [values, ctx.ints([0, 0, heads, dv])])[0]],
+                     perm=[1, 2, 0, 3])[0]
+    else:
+        KT = ctx.node("Transpose", [keys], perm=[1, 2, 0])[0]  # [N, Dk, T]
+        V = ctx.node("Transpose", [values], perm=[1, 0, 2])[0]
     score = a["score"]
     if score in ("dot", "scaled_dot"):
         if score == "scaled_dot":  # scale the (smaller) query, not the scores
-            Q = ctx.node("Mul", [Q, const(1.0 / math.sqrt(op.inputs[1].type.shape[-1]), "scale")])[0]
+            width = op.inputs[1].type.shape[-1] // heads
+            Q = ctx.node("Mul", [Q, const(1.0 / math.sqrt(width), "scale")])[0]
         scores = ctx.node("MatMul", [Q, KT])[0]
     elif score == "general":
         scores = ctx.node("MatMul", [ctx.node("MatMul", [Q, p["W"]])[0], KT])[0]
@@ -252,9 +290,14 @@ def lower_attention(ctx, op, inputs: list[str]) -> list[str]:
             m = ctx.node("Unsqueeze", [m, ctx.ints(list(range(full - rank)))])[0]
         m = ctx.node("Transpose", [m], perm=[1, 0, 2])[0] if seq else ctx.node("Unsqueeze", [m, ctx.ints([1])])[0]
         valid = m
-    pos = L.positions(ctx, keys, 0) if (lengths or a["hard"] or a["window"] is not None) else None
+    causal = a.get("causal", False)
+    pos = L.positions(ctx, keys, 0) if (lengths or causal or a["hard"] or a["window"] is not None) else None
     if lengths:
         valid = L.both(ctx, valid, L.lengths_valid(ctx, lengths, pos, 3))
+    if causal:  # key t <= query s: [1, S, T], of the rank of the other masks
+        spos = ctx.node("Unsqueeze", [L.positions(ctx, query, 0), ctx.ints([1])])[0]
+        earlier = ctx.node("LessOrEqual", [pos, spos])[0]
+        valid = L.both(ctx, valid, ctx.node("Unsqueeze", [earlier, ctx.ints([0])])[0])
     gauss = None
     if a["window"] is not None:
         T = ctx.node("Cast", [L.axis_size(ctx, keys, 0)], to=op.inputs[0].type.dtype.onnx)[0]
@@ -272,6 +315,8 @@ def lower_attention(ctx, op, inputs: list[str]) -> list[str]:
         sigma = a["window"] / 2.0
         coef = const(-1.0 / (2.0 * sigma * sigma), "gauss")
         gauss = ctx.node("Exp", [ctx.node("Mul", [ctx.node("Mul", [dist, dist])[0], coef])[0]])[0]
+    if heads > 1 and valid is not None:  # [N, S, T] -> [N, 1, S, T]
+        valid = ctx.node("Unsqueeze", [valid, ctx.ints([1])])[0]
     if a["hard"]:
         weights = L.hard_weights(ctx, scores, valid, pos, dtype)
     else:
@@ -279,6 +324,10 @@ def lower_attention(ctx, op, inputs: list[str]) -> list[str]:
     if gauss is not None:
         weights = ctx.node("Mul", [weights, gauss])[0]
     context = ctx.node("MatMul", [weights, V])[0]
+    if heads > 1:  # [N, h, S, dv/h] -> [N, S, dv]; weights averaged over the heads
+        context = ctx.node("Transpose", [context], perm=[0, 2, 1, 3])[0]
+        context = ctx.node("Reshape", [context, ctx.ints([0, 0, op.inputs[2].type.shape[-1]])])[0]
+        weights = ctx.node("ReduceMean", [weights, ctx.ints([1])], keepdims=0)[0]
     if seq:
         context = ctx.node("Transpose", [context], perm=[1, 0, 2])[0]
         weights = ctx.node("Transpose", [weights], perm=[1, 0, 2])[0]

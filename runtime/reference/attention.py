@@ -50,7 +50,7 @@ def _score(kind: str, q: np.ndarray, k: np.ndarray, kp: np.ndarray | None, p: di
 
 @ref("attention")
 def attention(query, keys, values, mask, lengths, keys_proj, W, W_q, b, v, W_qk, W_p, v_p, *,
-              score, hard, window, align):
+              score, hard, window, align, heads=1, causal=False):
     f = np.float64
     p = {n: (None if a is None else a.astype(f)) for n, a in
          (("W", W), ("W_q", W_q), ("b", b), ("v", v), ("W_qk", W_qk), ("W_p", W_p), ("v_p", v_p))}
@@ -65,6 +65,10 @@ def attention(query, keys, values, mask, lengths, keys_proj, W, W_q, b, v, W_qk,
     if mask is not None:
         m = mask if seq else np.broadcast_to(mask, (N, T))[None]
         full = full & np.broadcast_to(m, wshape)
+    if causal:
+        full = full & (np.arange(T)[None, :] <= np.arange(S)[:, None])[:, None, :]
+    if heads > 1:
+        return _multi_head(qs, k, vals, full, lengths, score, heads, seq, query.dtype)
     weights = np.zeros(wshape, f)
     for s in range(S):
         for n in range(N):
@@ -87,6 +91,29 @@ def attention(query, keys, values, mask, lengths, keys_proj, W, W_q, b, v, W_qk,
     if not seq:
         context, weights = context[0], weights[0]
     return context.astype(query.dtype), weights.astype(query.dtype)
+
+
+def _multi_head(qs, k, vals, full, lengths, score, heads, seq, dtype):
+    """Per head h: queries, keys and values restricted to the h-th block of their widths."""
+    S, N, _ = qs.shape
+    T = k.shape[0]
+    dk, dv = k.shape[-1] // heads, vals.shape[-1] // heads
+    context = np.zeros((S, N, vals.shape[-1]))
+    weights = np.zeros((S, N, T))
+    for s in range(S):
+        for n in range(N):
+            valid = full[s, n].copy()
+            if lengths is not None:
+                valid &= np.arange(T) < lengths[n]
+            for h in range(heads):
+                q = qs[s, n, h * dk:(h + 1) * dk]
+                scores = np.array([_score(score, q, k[t, n, h * dk:(h + 1) * dk], None, {}) for t in range(T)])
+                w = _weights(scores, valid, False)
+                context[s, n, h * dv:(h + 1) * dv] = w @ vals[:, n, h * dv:(h + 1) * dv]
+                weights[s, n] += w / heads
+    if not seq:
+        context, weights = context[0], weights[0]
+    return context.astype(dtype), weights.astype(dtype)
 
 
 @ref("multihead_attention")
@@ -164,3 +191,12 @@ def positional_encoding(x, table, *, kind, batch_first, base):
                 P[t, j] = math.sin(angle) if j % 2 == 0 else math.cos(angle)
     P = P[:, None, :] if not batch_first else P[None]
     return (x.astype(np.float64) + P).astype(x.dtype)
+
+
+@ref("cache_write")
+def cache_write(cache, x, pos):
+    out = cache.copy()
+    for n, p in enumerate(pos):
+        if 0 <= p < cache.shape[0]:
+            out[p, n] = x[n]
+    return out
