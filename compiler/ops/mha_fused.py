@@ -57,9 +57,13 @@ def lower_fused(ctx: LowerContext, op: Op, inputs: list[str], form: str) -> list
     blocked4 = ctx.node("Unsqueeze", [blocked, ctx.ints([1])])[0] if blocked else None  # [N|1, 1, L|1, S]
     additive = s.am if (s.am and s.am_type.dtype is not DType.bool) else None
     H, G = s.H, s.G
-    # Both kernels want a mask of the scores' last two dims exactly [L, S] (no broadcast).
-    full = ctx.node("Concat", [ctx.ints([1, 1]), ctx.node("Shape", [q], start=1, end=2)[0],
-                               ctx.node("Shape", [k], start=1, end=2)[0]], axis=0)[0]
+
+    def full(mask: str) -> str:
+        """Both kernels want a mask whose last two dims are exactly [L, S] (no broadcast)."""
+        shape = ctx.node("Concat", [ctx.ints([1, 1]), ctx.node("Shape", [q], start=1, end=2)[0],
+                                    ctx.node("Shape", [k], start=1, end=2)[0]], axis=0)[0]
+        return ctx.node("Expand", [mask, shape])[0]
+
     if form == "onnx":
         if additive:
             mask = additive
@@ -69,7 +73,7 @@ def lower_fused(ctx: LowerContext, op: Op, inputs: list[str], form: str) -> list
         else:
             mask = ctx.node("Not", [blocked4])[0] if blocked4 else ""
         if mask:
-            mask = ctx.node("Expand", [mask, full])[0]
+            mask = full(mask)
         y = ctx.node("Attention", [q, k, v] + ([mask] if mask else []), q_num_heads=H, kv_num_heads=G,
                      is_causal=1 if causal else 0)[0]
     else:
@@ -78,7 +82,7 @@ def lower_fused(ctx: LowerContext, op: Op, inputs: list[str], form: str) -> list
             neg = ctx.const(np.asarray(-np.inf, dtype), "neg_inf")
             zero = ctx.const(np.asarray(0, dtype), "zero_f")
             attn_bias = ctx.node("Where", [blocked4, neg, additive or zero])[0] if blocked4 else additive
-            attn_bias = ctx.node("Expand", [attn_bias, full])[0]
+            attn_bias = full(attn_bias)
         ins = [q, k, v, bias or "", "", attn_bias]
         while ins and not ins[-1]:
             ins.pop()
