@@ -62,7 +62,7 @@ def beam_search(op: Op, own: list, captured: Mapping[int, np.ndarray], attrs: di
             for score, _, b, v in candidates[:beam]:
                 old = hyps[n][b]
                 ended = old.finished or (stop is not None and v == stop)
-                chosen.append(Hypothesis(score, old.tokens + [v], ended, old.length + (0 if old.finished else 1)))
+                chosen.append(Hypothesis(score, [*old.tokens, v], ended, old.length + (0 if old.finished else 1)))
                 slot = len(chosen) - 1
                 for i, axis in enumerate(axes):  # the state of example n in the new slot
                     index = [slice(None)] * new_states[slot][i].ndim
