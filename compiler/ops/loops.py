@@ -243,7 +243,7 @@ class Generate(RegionOp):
         return attrs["max_len"] if attrs["stop"] is None else D.symbol(attrs["length"])
 
     def steps(self, op):
-        return op.attrs["max_len"]
+        return op.attrs["max_len"] * op.attrs.get("beam", 1)  # beam search runs the step per hypothesis
 
     def lower(self, ctx, op, inputs):
         if op.attrs.get("beam", 1) > 1:
