@@ -22,7 +22,9 @@ values split into h heads of width D/h, each with its own softmax (scaled by 1/s
 the contexts are concatenated and the weights averaged over the heads. Weights a = softmax_t(s) over the valid keys: key t is valid
 when mask[..., t] is true (a bool tensor broadcastable to the weights' shape), t <
 lengths[n] (i32[N]), and, with `window=D`, |t - p| <= D. With `causal=true` (sequences of queries) query s
-takes keys t <= s. A query with no valid key gets zero weights and a zero context. The context is sum_t a_t v_t.
+takes keys t <= s. A query with no valid key gets zero weights and a zero context. The context is sum_t a_t v_t. `sharpen=beta` multiplies the scores by a
+key strength before the softmax (Graves et al. 2014's content addressing: a number, or one
+beta per query).
 
 `hard=true` replaces the softmax by a one-hot at the arg-max of the valid scores (the
 first on ties): the context is the value at the best key.
@@ -51,7 +53,7 @@ from netc.compiler.shapes import broadcast_shapes, numel, same_dim
 
 SCORES = ("dot", "scaled_dot", "general", "additive", "concat_product", "cosine")
 # IR inputs after query, keys, values, mask, lengths (absent ones are None).
-PARAM_SLOTS = ("keys_proj", "W", "W_q", "b", "v", "W_qk", "W_p", "v_p")
+PARAM_SLOTS = ("keys_proj", "W", "W_q", "b", "v", "W_qk", "W_p", "v_p", "beta")
 COSINE_EPS = 1e-8
 
 
@@ -80,6 +82,8 @@ class Attention(OpDef):
         Arg("align", "choice", "predictive", choices=("predictive", "monotonic"),
             doc="local attention's centre p: predicted from the query (local-p) or the query's position (local-m)"),
         Arg("units", "any", None, doc="hidden size U of the additive/concat_product/predictive scorers (default Dq)"),
+        Arg("sharpen", "any", None, doc="key strength beta (Neural Turing Machines): softmax(beta * scores); "
+            "a positive number, or a tensor [N] ([S, N] for a sequence of queries)"),
         Arg("heads", "int", 1, positive=True,
             doc="dot/scaled_dot: split queries, keys and values into heads, each with its own softmax"),
         Arg("return_weights", "bool", False, doc="also return the weights"),
@@ -90,6 +94,11 @@ class Attention(OpDef):
         Case('attention(q, m, v, score="scaled_dot")', {"q": "{f}[S, N, 4]", "m": "{f}[T, N, 4]",
                                                          "v": "{f}[T, N, 3]"}, note="sequence of queries"),
         Case('attention(q, m, score="general")', {"q": "{f}[N, 3]", "m": "{f}[5, N, 4]"}),
+        Case('attention(q, m, score="cosine", sharpen=beta)', {"q": "{f}[N, 4]", "m": "{f}[T, N, 4]", "beta": "{f}[N]"},
+             note="NTM content addressing, key strength per example"),
+        Case('attention(q, m, score="cosine", sharpen=5)', {"q": "{f}[S, N, 4]", "m": "{f}[T, N, 4]"}),
+        Case('attention(q, m, heads=2, sharpen=beta)', {"q": "{f}[S, N, 4]", "m": "{f}[T, N, 4]", "beta": "{f}[S, N]"},
+             note="sharpened heads"),
         Case('attention(q, m, score="additive", units=6, lengths=lens)',
              {"q": "{f}[N, 3]", "m": "{f}[5, N, 4]", "lens": "i32[N]"}, int_high=6, note="Bahdanau, lengths"),
         Case('attention(q, m, score="concat_product", mask=mk)',
@@ -121,7 +130,7 @@ class Attention(OpDef):
   output weights = w""", {"q": "{f}[S, N, 4]", "m": "{f}[T, N, 4]", "mk": "bool[S, 1, T]"}, note="local-m"),
     )
 
-    def build(self, b, query, keys, values, score, mask, lengths, causal, hard, window, align, units, heads,
+    def build(self, b, query, keys, values, score, mask, lengths, causal, hard, window, align, units, sharpen, heads,
               return_weights, weight_init):
         values = _tensor_arg(b, "values", values)
         mask = _tensor_arg(b, "mask", mask)
@@ -158,7 +167,15 @@ class Attention(OpDef):
         if window is not None and align == "predictive":
             slots["W_p"] = param("W_p", (dq, units))
             slots["v_p"] = b.param("v_p", (units,), dtype, weight_init, fan_in=units, fan_out=1)
-        attrs = {"score": score, "hard": hard, "window": window, "align": align, "heads": heads, "causal": causal}
+        attrs = {"score": score, "hard": hard, "window": window, "align": align, "heads": heads, "causal": causal,
+                 "sharpen": None}
+        if isinstance(sharpen, Value):
+            slots["beta"] = sharpen
+        elif isinstance(sharpen, int | float) and not isinstance(sharpen, bool) and sharpen > 0:
+            attrs["sharpen"] = float(sharpen)
+        elif sharpen is not None:
+            raise b.type_error(f"attention: 'sharpen' expects a positive number or a tensor of key strengths; "
+                               f"got {sharpen!r}")
         inputs = [query, keys, values if values is not None else keys, mask, lengths,
                   *(slots[s] for s in PARAM_SLOTS)]
         context, weights = b.emit(self.name, inputs, attrs)
@@ -200,6 +217,10 @@ class Attention(OpDef):
         if attrs["window"] is not None and attrs["align"] == "monotonic" and not seq:
             raise b.error("attention: align=\"monotonic\" centres the window on the query's position and needs "
                           f"a sequence of queries [S, N, D]; got {q}", 'use align="predictive" (local-p)')
+        beta = inputs[5 + PARAM_SLOTS.index("beta")]
+        if beta is not None and (beta.dtype != q.dtype or beta.shape != q.shape[:-1]):
+            raise b.error(f"attention: sharpen must be {q.dtype.value}{D.shape_str(q.shape[:-1])} (one key strength "
+                          f"per query); got {beta}")
         if attrs["causal"] and not seq:
             raise b.error(f"attention: causal=true needs a sequence of queries [S, N, D]; got {q}",
                           "one query per step attends to the keys so far: pass lengths=")
@@ -281,6 +302,14 @@ def lower_attention(ctx, op, inputs: list[str]) -> list[str]:
         v_col = ctx.node("Unsqueeze", [p["v"], ctx.ints([1])])[0]
         scores = ctx.node("MatMul", [ctx.node("Tanh", [hidden])[0], v_col])[0]
         scores = ctx.node("Squeeze", [scores, ctx.ints([3])])[0]
+    if a.get("sharpen") is not None:
+        scores = ctx.node("Mul", [scores, const(a["sharpen"], "beta")])[0]
+    elif p["beta"]:  # [N] or [S, N] -> [N, 1, 1] or [N, S, 1] (heads: [N, 1, S, 1])
+        beta = p["beta"]
+        beta = ctx.node("Transpose", [beta], perm=[1, 0])[0] if seq else ctx.node(
+            "Unsqueeze", [beta, ctx.ints([1])])[0]
+        beta = ctx.node("Unsqueeze", [beta, ctx.ints([1, 3] if heads > 1 else [2])])[0]
+        scores = ctx.node("Mul", [scores, beta])[0]
     valid = None
     if mask:
         m = mask

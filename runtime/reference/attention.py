@@ -49,8 +49,8 @@ def _score(kind: str, q: np.ndarray, k: np.ndarray, kp: np.ndarray | None, p: di
 
 
 @ref("attention")
-def attention(query, keys, values, mask, lengths, keys_proj, W, W_q, b, v, W_qk, W_p, v_p, *,
-              score, hard, window, align, heads=1, causal=False):
+def attention(query, keys, values, mask, lengths, keys_proj, W, W_q, b, v, W_qk, W_p, v_p, beta, *,
+              score, hard, window, align, heads=1, causal=False, sharpen=None):
     f = np.float64
     p = {n: (None if a is None else a.astype(f)) for n, a in
          (("W", W), ("W_q", W_q), ("b", b), ("v", v), ("W_qk", W_qk), ("W_p", W_p), ("v_p", v_p))}
@@ -67,13 +67,17 @@ def attention(query, keys, values, mask, lengths, keys_proj, W, W_q, b, v, W_qk,
         full = full & np.broadcast_to(m, wshape)
     if causal:
         full = full & (np.arange(T)[None, :] <= np.arange(S)[:, None])[:, None, :]
+    strength = np.full((S, N), 1.0 if sharpen is None else sharpen)
+    if beta is not None:
+        strength = beta.astype(f) if seq else beta.astype(f)[None]
     if heads > 1:
-        return _multi_head(qs, k, vals, full, lengths, score, heads, seq, query.dtype)
+        return _multi_head(qs, k, vals, full, lengths, score, heads, seq, query.dtype, strength)
     weights = np.zeros(wshape, f)
     for s in range(S):
         for n in range(N):
             q = qs[s, n]
-            scores = np.array([_score(score, q, k[t, n], None if kp is None else kp[t, n], p) for t in range(T)])
+            scores = strength[s, n] * np.array([_score(score, q, k[t, n], None if kp is None else kp[t, n], p)
+                                                for t in range(T)])
             valid = full[s, n].copy()
             if lengths is not None:
                 valid &= np.arange(T) < lengths[n]
@@ -93,7 +97,7 @@ def attention(query, keys, values, mask, lengths, keys_proj, W, W_q, b, v, W_qk,
     return context.astype(query.dtype), weights.astype(query.dtype)
 
 
-def _multi_head(qs, k, vals, full, lengths, score, heads, seq, dtype):
+def _multi_head(qs, k, vals, full, lengths, score, heads, seq, dtype, strength):
     """Per head h: queries, keys and values restricted to the h-th block of their widths."""
     S, N, _ = qs.shape
     T = k.shape[0]
@@ -107,7 +111,8 @@ def _multi_head(qs, k, vals, full, lengths, score, heads, seq, dtype):
                 valid &= np.arange(T) < lengths[n]
             for h in range(heads):
                 q = qs[s, n, h * dk:(h + 1) * dk]
-                scores = np.array([_score(score, q, k[t, n, h * dk:(h + 1) * dk], None, {}) for t in range(T)])
+                scores = strength[s, n] * np.array([_score(score, q, k[t, n, h * dk:(h + 1) * dk], None, {})
+                                                    for t in range(T)])
                 w = _weights(scores, valid, False)
                 context[s, n, h * dv:(h + 1) * dv] = w @ vals[:, n, h * dv:(h + 1) * dv]
                 weights[s, n] += w / heads
