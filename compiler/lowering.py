@@ -16,8 +16,9 @@ from netc.compiler import dims as D
 from netc.compiler.ir import Graph, Op, TensorType, Value
 from netc.compiler.ops import REGISTRY
 
-# Opset 21 is the newest at which onnxruntime 1.32 (CPU) implements every op netc emits:
-# at 22 GlobalLpPool has no kernel, below 20 Gelu does not exist (tools/opset_probe.py).
+# Opset 21 by default: below 20 Gelu does not exist; at 22 GlobalLpPool has no onnxruntime
+# 1.32 kernel, so global_l2pool lowers to ReduceL2 from 22 and every op runs up to 23
+# (tools/opset_probe.py); nothing netc lowers by default is faster at 23.
 DEFAULT_OPSET = 21
 SUPPORTED_OPSETS = range(20, 24)
 IR_VERSION_FOR_OPSET = {18: 8, 19: 9, 20: 9, 21: 10, 22: 10, 23: 11}
@@ -267,6 +268,8 @@ def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEF
     model.ir_version = IR_VERSION_FOR_OPSET.get(opset, 10)
     model.producer_name = "netc"
     model.opset_import.add(domain="", version=opset)
+    for domain in sorted(_domains(ctx.nodes) - {""}):  # onnxruntime's contrib ops (com.microsoft)
+        model.opset_import.add(domain=domain, version=1)
     onnx_graph = model.graph
     onnx_graph.name = graph.name
     onnx_graph.node.extend(ctx.nodes)
@@ -279,6 +282,17 @@ def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEF
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return model
+
+
+def _domains(nodes: Sequence[onnx.NodeProto]) -> set[str]:
+    """The operator domains used by `nodes` and the bodies they own."""
+    found: set[str] = set()
+    for node in nodes:
+        found.add(node.domain or "")
+        for attr in node.attribute:
+            for body in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                found |= _domains(body.node)
+    return found
 
 
 def add_initializer(onnx_graph: onnx.GraphProto, name: str, array: np.ndarray) -> None:

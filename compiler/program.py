@@ -2,7 +2,8 @@
 
 Imports resolve relative to the importing file, must name `.net` files, and may not leave
 the import root (the root file's folder, unless `allow_import_root` widens it). Cycles are
-reported with the chain that forms them.
+reported with the chain that forms them. `std/NAME.net` names a file of the standard
+library shipped with netc (`compiler/std/`), wherever the importing file is.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ class _Loader:
         raw = item.path
         if not raw.endswith(".net"):
             raise NetcImportError(f"imports name .net files; got \"{raw}\"", item.span)
+        if raw.startswith(STD_PREFIX):  # the standard library shipped with netc
+            return _std_path(raw, item)
         if Path(raw).is_absolute() or raw.startswith("~"):
             raise NetcImportError(f"absolute import \"{raw}\" is not allowed", item.span,
                                   ["imports are relative to the importing file"])
@@ -136,6 +139,21 @@ class _Loader:
             table = {ast.Const: info.consts, ast.BlockDef: info.blocks, ast.NetworkDef: info.networks}[type(item)]
             table[item.name] = item
             info.visible[item.name] = info
+
+
+STD_PREFIX = "std/"
+STD_DIR = Path(__file__).resolve().parent / "std"
+
+
+def _std_path(raw: str, item: ast.Import) -> Path:
+    """`std/NAME.net`: a file of netc's standard library (compiler/std/), whatever the
+    importing file's folder; the import root does not confine it."""
+    target = (STD_DIR / raw[len(STD_PREFIX):]).resolve()
+    if not target.is_relative_to(STD_DIR) or not target.is_file():
+        shipped = sorted(f"std/{p.name}" for p in STD_DIR.glob("*.net"))
+        raise NetcImportError(f"no standard library file \"{_shorten(raw)}\"", item.span,
+                              ["the standard library has: " + ", ".join(shipped)])
+    return target
 
 
 def load_program(path: str | Path, text: str | None = None, allow_import_root: str | Path | None = None,
