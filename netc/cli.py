@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     _network_options(p)
     _weight_options(p)
     p.set_defaults(handler=cmd_verify)
+
+    from netc import tool_commands  # lsp, graph, view: their extras load inside the commands
+
+    tool_commands.register(sub, _network_options, positive_int)
     return parser
 
 
