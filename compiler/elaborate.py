@@ -457,6 +457,8 @@ class Elaborator:
             if p.type is not None:
                 value = self._check_block_param(defn, p, value, spans[p.name])
             scope.vars[p.name] = value
+            if self.trace is not None:
+                self.trace.append((p.span, value))
         self._block_stack.append((defn.name, span))
         builder = self.b
         if not inline:
