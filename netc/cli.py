@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from netc import tool_commands  # lsp, graph, view: their extras load inside the commands
 
-    tool_commands.register(sub, _network_options, positive_int)
+    tool_commands.register(sub, _network_options, non_negative_int)
     return parser
 
 

@@ -21,7 +21,7 @@ def require(module: str, command: str, extra: str) -> ModuleType:
         raise NetcInputError(f"netc {command} needs the '{extra}' extra: pip install 'netc[{extra}]'") from None
 
 
-def register(sub: argparse._SubParsersAction, network_options, positive_int) -> None:
+def register(sub: argparse._SubParsersAction, network_options, count) -> None:
     """Add the commands to the CLI's subparsers (`network_options` adds --network/--set/...)."""
     p = sub.add_parser("lsp", help="language server for editors (over stdio)",
                        description="Run the netc language server on stdin/stdout: diagnostics as you type, "
@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction, network_options, positive_int) -> 
                                    "'graph' extra; .svg and .png also need Graphviz's `dot` program.")
     p.add_argument("file", metavar="FILE", help="a .net file")
     p.add_argument("-o", "--output", required=True, metavar="OUT.svg|OUT.png|OUT.dot", help="the picture to write")
-    p.add_argument("--depth", type=positive_int, default=1, metavar="K",
-                   help="block nesting levels to open (default 1: top-level block instances as clusters)")
+    p.add_argument("--depth", type=count, default=1, metavar="K",
+                   help="block nesting levels to open as clusters (default 1; 0 draws each top-level block "
+                        "instance as one node)")
     network_options(p)
     p.set_defaults(handler=cmd_graph)
 
