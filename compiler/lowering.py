@@ -3,6 +3,7 @@ owns naming, initializers, symbolic-dim materialisation and the model wrapper.""
 
 from __future__ import annotations
 
+import os
 from collections import ChainMap
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
@@ -91,8 +92,19 @@ class LowerContext:
         outs = list(outputs) if outputs is not None else [self.fresh(f"{hint}/{op_type}") for _ in range(n_out)]
         attrs = {k: v for k, v in attrs.items() if v is not None}
         self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=self.fresh(f"{hint}/{op_type}#"),
-                                           domain=domain or None, **attrs))
+                                           doc_string=self._source_note(), domain=domain or None, **attrs))
         return outs
+
+    def _source_note(self) -> str | None:
+        """`layer (kind) at file:line:col`, so a node seen in a model viewer leads back to the
+        .net line that made it; the file relative to the compiled file's folder."""
+        op = self._op
+        if op is None or op.span is None:
+            return None
+        where = op.span.file
+        if self.root.graph.source and not where.startswith("<"):
+            where = os.path.relpath(os.path.abspath(where), os.path.dirname(os.path.abspath(self.root.graph.source)))
+        return f"{op.label or op.kind} ({op.kind}) at {where}:{op.span.line}:{op.span.col}"
 
     def const(self, array: np.ndarray, hint: str = "const") -> str:
         array = np.asarray(array)
