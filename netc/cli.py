@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--seconds", type=non_negative_float, metavar="S",
                         help="time budget per batch size (default 1 s, at least 5 runs)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument("--plot", metavar="OUT.png|OUT.svg", help="also draw latency percentiles and throughput "
+                                                              "against batch size (needs the 'plot' extra)")
     _runtime_options(p)
     _model_options(p)
     p.set_defaults(handler=cmd_bench)
@@ -351,6 +353,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from netc.runtime import bench as bench_mod
 
+    if args.plot:
+        from netc.bench_plot import check_plot_path, plot_bench
+
+        check_plot_path(args.plot, args.model)
     session, specs, sizes = _open(args)
     results = bench_mod.bench(session, specs, args.batch, args.warmup, args.iterations, args.seconds, sizes,
                               args.seed)
@@ -359,6 +365,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(bench_mod.to_json(results, str(args.model), batch_name))
     else:
         print(bench_mod.format_table(results, batch_name))
+    if args.plot:
+        print(f"wrote {plot_bench(results, batch_name, Path(args.model).name, args.plot)}", file=sys.stderr)
     return EXIT_OK
 
 
