@@ -48,3 +48,5 @@ def test_textmate_grammar() -> None:
                           cwd=EXTENSION, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert done.stdout.count("run successfuly") == len(GRAMMAR_TESTS)
+    syntax = subprocess.run(["node", "--check", "extension.js"], cwd=EXTENSION, capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
