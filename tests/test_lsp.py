@@ -245,6 +245,22 @@ def test_syntax_error_and_import_error(lsp: Session, tmp_path: Path) -> None:
     assert d.range.start.line == 3 and "unexpected" in d.message
 
 
+def test_editing_an_imported_file_rechecks_its_importer(lsp: Session, tmp_path: Path) -> None:
+    lib = "block b(x) {\n  return x -> dense(4)\n}\n"
+    (tmp_path / "lib2.net").write_text(lib)
+    text = 'import "lib2.net"\nnetwork Net {\n  input x: f32[N, 8]\n  output y = b(x) -> dense(2)\n}\n'
+    (tmp_path / "main2.net").write_text(text)
+    main = lsp.open(tmp_path / "main2.net")
+    assert lsp.wait_diagnostics(main) == []
+    lib_uri = lsp.open(tmp_path / "lib2.net")
+    assert lsp.wait_diagnostics(lib_uri) == []
+    with lsp.changed:
+        lsp.diagnostics.pop(main, None)
+    lsp.replace(lib_uri, lib.replace("dense(4)", "conv2d(4, kernel=3)"))  # unsaved: the buffer counts
+    [d] = lsp.wait_diagnostics(main)
+    assert d.range.start.line == 3 and "lib2.net:2" in d.message
+
+
 def test_symbols_and_folding(lsp: Session) -> None:
     path = EXAMPLES / "resnet50.net"
     uri = lsp.open(path)

@@ -45,8 +45,12 @@ class NetcServer(LanguageServer):
         self.pending: dict[str, asyncio.Task] = {}
         # One worker: checks run in order and share the parse cache. Elaboration recurses
         # deeply (see compiler.elaborate.recursion_headroom), so the thread gets a big stack.
-        threading.stack_size(256 * 2**20)
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="netc-check")
+        previous = threading.stack_size(256 * 2**20)
+        try:
+            self.worker = ThreadPoolExecutor(1, thread_name_prefix="netc-check")
+            self.worker.submit(lambda: None).result()  # start the thread now, with that stack
+        finally:
+            threading.stack_size(previous)
 
     def schedule(self, uri: str, delay: float) -> None:
         task = self.pending.get(uri)
@@ -115,7 +119,13 @@ def did_open(ls: NetcServer, params: T.DidOpenTextDocumentParams) -> None:
 @server.feature(T.TEXT_DOCUMENT_DID_CHANGE)
 @_safe
 def did_change(ls: NetcServer, params: T.DidChangeTextDocumentParams) -> None:
-    ls.schedule(params.text_document.uri, DEBOUNCE_SECONDS)
+    uri = params.text_document.uri
+    ls.schedule(uri, DEBOUNCE_SECONDS)
+    path = _path(uri)
+    ls.analyzer.overlays[path] = ls.workspace.get_text_document(uri).source
+    for other, analysis in list(ls.results.items()):  # open documents that import this one
+        if other != uri and analysis.program is not None and path in analysis.program.modules:
+            ls.schedule(other, DEBOUNCE_SECONDS)
 
 
 @server.feature(T.TEXT_DOCUMENT_DID_SAVE)
