@@ -17,7 +17,11 @@ FORMATS = (".png", ".svg", ".pdf")
 
 
 def check_plot_path(path: str | Path, *inputs: str | Path | None) -> Path:
-    """Refuse a bad picture path before the benchmark runs, so a mistake costs nothing."""
+    """Refuse a bad picture path, or a missing matplotlib, before the benchmark runs, so a
+    mistake costs nothing."""
+    from netc.tool_commands import require
+
+    require("matplotlib", "bench --plot", "plot")
     out = Path(path)
     if out.suffix.lower() not in FORMATS:
         raise NetcInputError(f"--plot {path}: write a .png, .svg or .pdf picture")
@@ -26,15 +30,12 @@ def check_plot_path(path: str | Path, *inputs: str | Path | None) -> Path:
 
 def plot_bench(results: Sequence[BenchResult], batch_name: str | None, title: str, path: str | Path) -> Path:
     """Two panels: p50/p90/p99 latency (ms) and throughput (samples/s) per batch size."""
-    from netc.tool_commands import require
-
-    require("matplotlib", "bench --plot", "plot")
+    out = check_plot_path(path)
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
-    out = check_plot_path(path)
     batches = [r.batch if r.batch is not None else 1 for r in results]
     fig, (lat, thr) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for key, style in (("p50_ms", "o-"), ("p90_ms", "s--"), ("p99_ms", "^:")):
