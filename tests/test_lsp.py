@@ -128,7 +128,7 @@ def test_clean_example_has_no_diagnostics_and_hover_shows_shapes(lsp: Session) -
     assert "`conv2d0` (conv2d) -> `f32[N, 64, 112, 112]`; 9,408 parameters" in hover
     # A value inside a block called 16 times: every shape it takes.
     hover = lsp.hover(uri, *position(text, "return relu(h + skip)", 12))
-    assert "16 instances" in hover and "f32[N, 2048, 7, 7]" in hover and "f32[N, 256, 56, 56]" in hover
+    assert "4 types in 16 evaluations" in hover and "f32[N, 2048, 7, 7]" in hover and "f32[N, 256, 56, 56]" in hover
 
 
 def test_hover_in_recurrent_and_attention_examples(lsp: Session) -> None:

@@ -14,6 +14,7 @@ from netc.lsp.analysis import Analysis
 from netc.lsp.symbols import Definition, contains
 from netc.report import human, op_flops, op_params
 
+_NAMED = ("block", "network", "const", "dim")  # definitions with more to say than their value
 MAX_SHOWN = 4  # distinct types / layer instances listed before "and N more"
 
 
@@ -30,7 +31,7 @@ def hover(analysis: Analysis, line: int, col: int) -> tuple[str, Span] | None:
         parts.append(_layers(analysis, target, isinstance(values[0], Builtin)))
         if isinstance(values[0], BlockFn | Builtin | Intrinsic):
             occurrence = None  # already described
-    if occurrence is not None and occurrence[1] is not None:
+    if occurrence is not None and occurrence[1] is not None and (not spans or occurrence[1].kind in _NAMED):
         parts.insert(0, _definition_text(analysis, occurrence[1]))
         target = target or occurrence[0]
     parts = [p for p in parts if p]
@@ -63,10 +64,12 @@ def _values_text(values: list[Any], source: str) -> str:
     name = f"`{source}`: " if source and len(source) <= 40 else ""
     if len(shown) == 1:
         text = f"{name}{shown[0]}"
-        return text + (f" (in each of {len(values)} instances)" if len(values) > 1 else "")
+        return text + (f" (all {len(values)} evaluations)" if len(values) > 1 else "")
     listed = "\n".join(f"- {s}" for s in shown[:MAX_SHOWN])
     more = f"\n- ... and {len(shown) - MAX_SHOWN} more" if len(shown) > MAX_SHOWN else ""
-    return f"{name}{len(shown)} types across {len(values)} instances:\n{listed}{more}"
+    what = "types" if all(isinstance(v, Value) for v in values) else "values"
+    # Several block instances or loop iterations evaluated the same text.
+    return f"{name}{len(shown)} {what} in {len(values)} evaluations:\n{listed}{more}"
 
 
 def _value_text(value: Any) -> str:
