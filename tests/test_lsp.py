@@ -171,6 +171,12 @@ def test_definition_across_imports_and_references(lsp: Session) -> None:
         context=T.ReferenceContext(include_declaration=True), text_document=T.TextDocumentIdentifier(uri),
         position=T.Position(location.range.start.line, location.range.start.character))))
     assert sorted(r.range.start.line + 1 for r in refs) == [position(text, "h = image")[0], line]
+    # The block file itself, opened beside: its values as ResNet-152 instantiates them.
+    blocks = target.read_text()
+    blocks_uri = lsp.open(target)
+    lsp.wait_diagnostics(blocks_uri)
+    hover = lsp.hover(blocks_uri, *position(blocks, "return relu(h + shortcut(x, 4 * mid", 12))
+    assert "4 types in 50 evaluations" in hover and "f32[N, 2048, 7, 7]" in hover  # 3 + 8 + 36 + 3 blocks
 
 
 def test_completion(lsp: Session) -> None:

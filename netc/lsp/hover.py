@@ -18,16 +18,20 @@ _NAMED = ("block", "network", "const", "dim")  # definitions with more to say th
 MAX_SHOWN = 4  # distinct types / layer instances listed before "and N more"
 
 
-def hover(analysis: Analysis, line: int, col: int) -> tuple[str, Span] | None:
-    """Markdown for the 1-based position, with the span it describes; None when nothing is there."""
-    spans = [s for s in analysis.values if s.file == analysis.path and contains(s, line, col)]
-    occurrence = analysis.symbols.at(line, col) if analysis.symbols else None
+def hover(analysis: Analysis, line: int, col: int, path: str | None = None,
+          text: str | None = None) -> tuple[str, Span] | None:
+    """Markdown for the 1-based position, with the span it describes; None when nothing is there.
+    `path` and `text` name another file that `analysis` elaborated (a block file opened
+    beside the network that imports it): its values are in the same trace."""
+    path = path or analysis.path
+    spans = [s for s in analysis.values if s.file == path and contains(s, line, col)]
+    occurrence = analysis.symbols.at(line, col) if analysis.symbols and path == analysis.path else None
     parts: list[str] = []
     target: Span | None = None
     if spans:
         target = min(spans, key=_size)
         values = analysis.values[target]
-        parts.append(_values_text(values, _source(analysis, target)))
+        parts.append(_values_text(values, _source(analysis.text if text is None else text, target)))
         parts.append(_layers(analysis, target, isinstance(values[0], Builtin)))
         if isinstance(values[0], BlockFn | Builtin | Intrinsic):
             occurrence = None  # already described
@@ -44,8 +48,8 @@ def _size(span: Span) -> tuple[int, int]:
     return (span.end_line - span.line, span.end_col - span.col if span.end_line == span.line else 10**6)
 
 
-def _source(analysis: Analysis, span: Span) -> str:
-    lines = analysis.text.split("\n")
+def _source(text: str, span: Span) -> str:
+    lines = text.split("\n")
     if span.line != span.end_line or span.line > len(lines):
         return ""
     return lines[span.line - 1][span.col - 1:span.end_col - 1]

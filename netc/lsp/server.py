@@ -155,7 +155,16 @@ async def on_hover(ls: NetcServer, params: T.HoverParams) -> T.Hover | None:
     analysis = await ls.current(params.text_document.uri)
     if analysis is None:
         return None
-    found = hover(analysis, params.position.line + 1, params.position.character + 1)
+    line, col = params.position.line + 1, params.position.character + 1
+    found = hover(analysis, line, col)
+    if found is None and not analysis.graphs:
+        # A file of blocks: its values are known where an open network instantiates them.
+        path = analysis.path
+        for other in list(ls.results.values()):
+            if other is not analysis and other.program is not None and path in other.program.modules:
+                found = hover(other, line, col, path, analysis.text)
+                if found is not None:
+                    break
     if found is None:
         return None
     text, span = found
