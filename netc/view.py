@@ -1,9 +1,10 @@
 """`netc view`: the compiled model in Netron, served on 127.0.0.1.
 
 A `.net` file is compiled first (into a temporary folder, removed on exit). Lowering names
-each ONNX node after the netc layer that made it (`bottleneck3.conv2d1_Conv_`) and puts
-`layer (kind) at file:line:col` in its doc string, which Netron shows as the node's
-description: a node leads back to its `.net` line.
+the first ONNX node of each op after the netc layer that made it (`bottleneck3.conv2d1`;
+further nodes `bottleneck3.conv2d1_Relu_`) and puts `layer (kind) at file:line:col` in
+every node's doc string, which Netron shows as the node's description: a node leads back
+to its `.net` line.
 """
 
 from __future__ import annotations
