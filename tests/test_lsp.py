@@ -71,9 +71,13 @@ class Session:
             T.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
             [T.TextDocumentContentChangeWholeDocument(text=text)]))
 
-    def wait_diagnostics(self, uri: str, timeout: float = 30) -> list[T.Diagnostic]:
+    def wait_diagnostics(self, uri: str, timeout: float = 30, count: int | None = None) -> list[T.Diagnostic]:
+        """The next diagnostics published for `uri` (with `count`: the first list that long)."""
+        def ready() -> bool:
+            return uri in self.diagnostics and (count is None or len(self.diagnostics[uri]) == count)
+
         with self.changed:
-            assert self.changed.wait_for(lambda: uri in self.diagnostics, timeout), "no diagnostics published"
+            assert self.changed.wait_for(ready, timeout), "no diagnostics published"
             return self.diagnostics[uri]
 
     def hover(self, uri: str, line: int, col: int) -> str | None:
@@ -177,6 +181,22 @@ def test_definition_across_imports_and_references(lsp: Session) -> None:
     lsp.wait_diagnostics(blocks_uri)
     hover = lsp.hover(blocks_uri, *position(blocks, "return relu(h + shortcut(x, 4 * mid", 12))
     assert "4 types in 50 evaluations" in hover and "f32[N, 2048, 7, 7]" in hover  # 3 + 8 + 36 + 3 blocks
+    # An error made in the block file shows there too, found by checking ResNet-152.
+    broken = blocks.replace("conv2d(4 * mid, kernel=1, bias=false)",
+                            "conv2d(4 * mid, kernel=1, bias=false) -> flatten")
+    with lsp.changed:
+        lsp.diagnostics.pop(uri, None)
+    lsp.replace(blocks_uri, broken)
+    [d] = lsp.wait_diagnostics(uri)
+    assert "resnet.net" in d.message and d.range.start.line + 1 == position(text, "stages([3")[0]
+    [d] = lsp.wait_diagnostics(blocks_uri, count=1)
+    assert "(when resnet152.net instantiates it)" in d.message
+    assert d.range.start.line + 1 == position(broken, "h + shortcut(x, 4 * mid")[0]
+    with lsp.changed:
+        lsp.diagnostics.pop(uri, None)
+    lsp.replace(blocks_uri, blocks)
+    assert lsp.wait_diagnostics(uri) == []
+    assert lsp.wait_diagnostics(blocks_uri, count=0) == []
 
 
 def test_completion(lsp: Session) -> None:

@@ -34,6 +34,8 @@ class Diagnostic:
     severity: str = "error"  # error | warning
     code: str = ""
     related: tuple[tuple[Span, str], ...] = ()
+    origin: Span | None = None  # where the error happened, when that is in another file
+    detail: str = ""  # the message as it reads there
 
 
 @dataclass
@@ -182,10 +184,10 @@ class Analyzer:
             span = next((s for s, _ in err.notes if s.file == result.path), None)
             if span is None:
                 span = self._import_span(err.span, result)
-        message = err.message + where
-        if err.hints:
-            message += "\n" + "\n".join(f"hint: {h}" for h in err.hints)
-        return Diagnostic(span, message, "error", type(err).__name__, tuple(related))
+        hints = "".join(f"\nhint: {h}" for h in err.hints)
+        origin = err.span if err.span is not None and err.span.file != result.path else None
+        return Diagnostic(span, err.message + where + hints, "error", type(err).__name__, tuple(related),
+                          origin, err.message + hints)
 
     def _import_span(self, target: Span | None, result: Analysis) -> Span:
         imports = [i for i in result.module.items if isinstance(i, ast.Import)] if result.module else []
@@ -196,6 +198,15 @@ class Analyzer:
                 if chain or str((Path(result.path).parent / item.path).resolve()) == target.file:
                     return item.span
         return imports[0].span if imports else Span(result.path, 1, 1, 1, 2)
+
+
+def borrowed(analysis: Analysis, path: str) -> list[Diagnostic]:
+    """The errors a network's check hit inside the file `path` (a file of blocks it imports),
+    placed there, pointing back at the network's line that led to them."""
+    name = Path(analysis.path).name
+    return [Diagnostic(d.origin, f"{d.detail}\n(when {name} instantiates it)", d.severity, d.code,
+                       ((d.span, f"instantiated from {name}"),))
+            for d in analysis.diagnostics if d.origin is not None and d.origin.file == path]
 
 
 def _reaches(program: Program, path: Path, file: str) -> bool:

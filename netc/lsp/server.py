@@ -27,7 +27,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from netc import __version__
 from netc.dsl import ast
 from netc.dsl.errors import Span
-from netc.lsp.analysis import Analysis, Analyzer
+from netc.lsp.analysis import Analysis, Analyzer, borrowed
 from netc.lsp.complete import complete
 from netc.lsp.hover import hover
 from netc.lsp.symbols import Definition, name_span
@@ -68,8 +68,23 @@ class NetcServer(LanguageServer):
         result = await loop.run_in_executor(self.worker, self.analyzer.analyse, path, text)
         self.results[uri] = result
         log.info("checked %s in %.0f ms", path, result.seconds * 1e3)
+        self.publish(uri)
+        for other in list(self.results):  # open block files this network instantiates
+            if other != uri and result.program is not None and _path(other) in result.program.modules:
+                self.publish(other)
+
+    def publish(self, uri: str) -> None:
+        """A document's diagnostics; a file of blocks also gets the errors that open networks
+        importing it hit inside its blocks."""
+        result = self.results[uri]
+        diagnostics = [_diagnostic(d) for d in result.diagnostics]
+        if not result.graphs:
+            for other in list(self.results.values()):
+                if other is not result and other.program is not None and result.path in other.program.modules:
+                    diagnostics += [_diagnostic(d) for d in borrowed(other, result.path)]
+        doc = self.workspace.get_text_document(uri)
         self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(
-            uri=uri, version=doc.version, diagnostics=[_diagnostic(d) for d in result.diagnostics]))
+            uri=uri, version=doc.version, diagnostics=diagnostics))
 
     async def current(self, uri: str) -> Analysis | None:
         """The analysis of the document as it is now (waiting for a pending check)."""
