@@ -150,7 +150,7 @@ def test_hover_in_recurrent_and_attention_examples(lsp: Session) -> None:
     uri = lsp.open(path)
     assert lsp.wait_diagnostics(uri) == []
     hover = lsp.hover(uri, *position(text, "dense(", 1))
-    assert "dense(x, units" in hover and "parameters" in hover
+    assert "dense(x, units" in hover and "`dense0` (dense) -> `f32[N, 500]`; 392,500 parameters" in hover
 
 
 def test_definition_across_imports_and_references(lsp: Session) -> None:
