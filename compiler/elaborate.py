@@ -113,6 +113,9 @@ class Elaborator:
         self._block_stack: list[tuple[str, Span]] = []
         self._deepest: list[tuple[str, Span]] | None = None  # the block calls when recursion ran out
         self.work = program.work or WorkBudget(limits)  # shared by every network of the file
+        # (span, value) of every expression evaluated and name bound, for editor tools
+        # (hover, go-to-definition); None, and free, when compiling.
+        self.trace: list[tuple[Span, Any]] | None = None
 
     # ------------------------------------------------------------------ definitions
     def module_definition(self, module: ModuleInfo, name: str) -> Any:
@@ -188,6 +191,8 @@ class Elaborator:
             if target.id in builtins() and isinstance(builtins()[target.id], Builtin | Intrinsic):
                 raise NetcNameError(f"'{target.id}' is a built-in and cannot be rebound", target.span)
             scope.vars[target.id] = value
+            if self.trace is not None:
+                self.trace.append((target.span, value))
             return
         if not isinstance(value, tuple | list):
             raise NetcTypeError(f"cannot unpack {describe(value)} into {len(target)} names", span)
@@ -202,7 +207,10 @@ class Elaborator:
     # ------------------------------------------------------------------ expressions
     def eval(self, expr: ast.Expr, scope: Scope) -> Any:
         method = getattr(self, "_eval_" + type(expr).__name__)
-        return method(expr, scope)
+        value = method(expr, scope)
+        if self.trace is not None:
+            self.trace.append((expr.span, value))
+        return value
 
     def _eval_Literal(self, e: ast.Literal, scope: Scope) -> Any:
         return e.value
@@ -486,6 +494,8 @@ class Elaborator:
             if p.type is not None:
                 value = self._check_block_param(defn, p, value, spans[p.name])
             scope.vars[p.name] = value
+            if self.trace is not None:
+                self.trace.append((p.span, value))
         self._block_stack.append((defn.name, span))
         builder = self.b
         if not inline:
@@ -712,6 +722,8 @@ class _NetworkCtx:
         self.graph.inputs.append(value)
         self.input_spans[stmt.name] = stmt.span
         scope.vars[stmt.name] = value
+        if elab.trace is not None:
+            elab.trace.append((stmt.span, value))
 
     def add_output(self, elab: Elaborator, stmt: ast.Output, scope: Scope) -> None:
         if stmt.name in self.graph.outputs:
@@ -788,11 +800,14 @@ def recursion_headroom(limit: int = ELABORATION_RECURSION_LIMIT) -> Iterator[Non
                 sys.setrecursionlimit(_recursion_saved)
 
 
-def elaborate_network(program: Program, defn: ast.NetworkDef, options: NetworkOptions = NetworkOptions()) -> Graph:
-    """Build the IR graph of one network with the given parameter and dim settings."""
+def elaborate_network(program: Program, defn: ast.NetworkDef, options: NetworkOptions = NetworkOptions(),
+                      trace: list[tuple[Span, Any]] | None = None) -> Graph:
+    """Build the IR graph of one network with the given parameter and dim settings; `trace`,
+    when given, collects the (span, value) of every expression and binding."""
     graph = Graph(defn.name, source=program.root.module.path, span=defn.span)
     builder = Builder(graph, options.limits)
     elab = Elaborator(program, builder, options.limits)
+    elab.trace = trace
     try:
         with recursion_headroom():
             _elaborate(program, defn, options, elab, graph)

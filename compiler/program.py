@@ -8,6 +8,7 @@ library shipped with netc (`compiler/std/`), wherever the importing file is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,9 +61,10 @@ def _shorten(text: str, limit: int = 120) -> str:
 
 
 class _Loader:
-    def __init__(self, import_root: Path, limits: Limits):
+    def __init__(self, import_root: Path, limits: Limits, parse: Callable[[Path], ast.Module] = parse_file):
         self.import_root = _resolve_path(import_root, None, "the import root")
         self.limits = limits
+        self.parse = parse
         self.modules: dict[str, ModuleInfo] = {}
         self.stack: list[str] = []
 
@@ -78,7 +80,7 @@ class _Loader:
         self.stack.append(key)
         try:
             self._check_size(path, text, span)
-            module = parse_source(text, str(path)) if text is not None else parse_file(path)
+            module = parse_source(text, str(path)) if text is not None else self.parse(path)
             info = ModuleInfo(module)
             for item in module.items:
                 if isinstance(item, ast.Import):
@@ -157,13 +159,14 @@ def _std_path(raw: str, item: ast.Import) -> Path:
 
 
 def load_program(path: str | Path, text: str | None = None, allow_import_root: str | Path | None = None,
-                 limits: Limits = DEFAULT_LIMITS) -> Program:
-    """Parse `path` (or `text`, named `path`) and its imports."""
+                 limits: Limits = DEFAULT_LIMITS, parse: Callable[[Path], ast.Module] = parse_file) -> Program:
+    """Parse `path` (or `text`, named `path`) and its imports; `parse` reads an imported file
+    (an editor passes one that caches, and reads its open, unsaved buffers)."""
     path = Path(path)
     root_dir = Path(allow_import_root) if allow_import_root else path.parent
     if allow_import_root and not root_dir.is_dir():
         raise NetcImportError(f"--allow-import-root {_shorten(str(allow_import_root))}: "
                               f"{'no such folder' if not root_dir.exists() else 'not a folder'}", None)
-    loader = _Loader(root_dir, limits)
+    loader = _Loader(root_dir, limits, parse)
     root = loader.load(path, text, None)
     return Program(root, loader.modules, WorkBudget(limits))

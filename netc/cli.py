@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the symbolic dim that --batch sizes (default: N, else the first symbolic dim that "
                         "is not a sequence axis such as T)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument("--plot", metavar="OUT.png|OUT.svg", help="also draw latency percentiles and throughput "
+                                                              "against batch size (needs the 'plot' extra)")
     _runtime_options(p)
     _model_options(p)
     p.set_defaults(handler=cmd_bench)
@@ -229,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     from netc import weights_cli  # `netc weights import`
 
     weights_cli.add_parser(sub, _network_options)
+    from netc import tool_commands  # lsp, graph, view: their extras load inside the commands
+
+    tool_commands.register(sub, _network_options, non_negative_int)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (shown only on a terminal)")
     for command in sub.choices.values():  # `netc compile -q` as well as `netc -q compile`
         command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
@@ -403,6 +408,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from netc.runtime import bench as bench_mod
 
+    if args.plot:
+        from netc.bench_plot import check_plot_path, plot_bench
+
+        check_plot_path(args.plot, args.model)
     session, specs, sizes = _open(args)
     results = bench_mod.bench(session, specs, args.batch, args.warmup, args.iterations, args.seconds, sizes,
                               args.seed, args.batch_dim)
@@ -413,6 +422,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(bench_mod.to_json(results, str(args.model), batch_name))
     else:
         print(bench_mod.format_table(results, batch_name))
+    if args.plot:
+        print(f"wrote {plot_bench(results, batch_name, Path(args.model).name, args.plot)}", file=sys.stderr)
     return EXIT_OK
 
 
