@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netc import __version__, api
+from netc import __version__, api, scaleout_cli
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.lowering import DEFAULT_OPSET, SUPPORTED_OPSETS
 from netc.dsl.errors import NetcError, NetcInputError, NetcVerifyError, SourceCache, render
@@ -187,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     _network_options(p)
     _weight_options(p)
     p.set_defaults(handler=cmd_verify)
+    scaleout_cli.add_commands(sub)  # batch, export triton
     return parser
 
 
