@@ -110,8 +110,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     result = batch.run_batch(data, plan, args.engine, args.workers, args.address, args.quiet)
     if not args.quiet:
         done = result.units - result.skipped
+        startup = f" ({result.startup_seconds:.2f} s starting Ray)" if args.engine == "ray" else ""
         print(f"netc batch: {result.rows:,} rows in {result.units} units ({done} run now, {result.skipped} "
-              f"done before) -> {result.out} in {result.seconds:.1f} s", file=sys.stderr)
+              f"done before) -> {result.out} in {result.seconds:.2f} s{startup}", file=sys.stderr)
     return 0
 
 

@@ -106,6 +106,7 @@ class BatchResult:
     rows: int  # rows in the dataset
     seconds: float
     out: Path
+    startup_seconds: float = 0.0  # of `seconds`, starting the engine (Ray) before any row ran
 
 
 # --------------------------------------------------------------------------- planning
@@ -301,7 +302,8 @@ def run_batch(model_bytes: bytes, plan: Plan, engine: str = "local", workers: in
     finally:
         progress.close()
     rows = sum(s.rows for s in plan.shards)
-    return BatchResult(len(plan.units), skipped, rows, time.perf_counter() - start, plan.out)
+    return BatchResult(len(plan.units), skipped, rows, time.perf_counter() - start, plan.out,
+                       max(0.0, progress.started - start))
 
 
 # --------------------------------------------------------------------------- the model's I/O

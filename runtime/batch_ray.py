@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -77,6 +78,7 @@ def run_ray(model_bytes: bytes, plan: Plan, todo: Sequence[Unit], actors: int, a
         except (ConnectionError, RuntimeError, ValueError) as err:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise NetcInputError(f"cannot start or reach {where}: {str(err).splitlines()[0][:300]}") from None
+    progress.started = time.perf_counter()  # rows/s from here: without Ray's start-up
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
