@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netc import __version__, api, progress
+from netc import __version__, api, progress, scaleout_cli
 from netc.boundary import translate
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.lowering import DEFAULT_OPSET, SUPPORTED_OPSETS
@@ -234,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     from netc import tool_commands  # lsp, graph, view: their extras load inside the commands
 
     tool_commands.register(sub, _network_options, non_negative_int)
+    scaleout_cli.add_commands(sub)  # batch, export triton
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (shown only on a terminal)")
     for command in sub.choices.values():  # `netc compile -q` as well as `netc -q compile`
         command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,

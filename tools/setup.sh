@@ -27,3 +27,14 @@ if command -v npm >/dev/null 2>&1; then
   (cd editors/vscode && npm install --no-audit --no-fund --silent) \
     || echo "setup: npm install failed in editors/vscode; grammar tests will fail" >&2
 fi
+# Scale-out: Ray and Parquet for `netc batch`, the Triton client for the serving tests.
+.venv/bin/python -m pip install -q -e '.[batch,ray,triton]'
+# A real tritonserver for the tests, in its own environment: nvidia-pytriton bundles one
+# (python backend; the official image's onnxruntime backend is not on the package index)
+# and needs numpy < 2, which netc's environment does not pin.
+if [ "${NETC_SKIP_TRITON:-0}" != "1" ]; then
+  [ -x .venv-triton/bin/python ] || "$PYTHON" -m venv .venv-triton
+  .venv-triton/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  .venv-triton/bin/python -m pip install -q 'nvidia-pytriton==0.7.0' 'numpy<2' onnxruntime \
+    'tritonclient[grpc]' || echo "setup: the Triton environment failed to install; its tests will fail" >&2
+fi
