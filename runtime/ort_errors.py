@@ -27,14 +27,14 @@ def _sanitise(text: str) -> str:
 
 
 def op_of_node(graph: Graph | None, node_name: str) -> Op | None:
-    """The IR op whose lowering made the ONNX node `node_name` (the longest label that
-    prefixes the node's name), or None."""
+    """The IR op whose lowering made the ONNX node `node_name` (the longest label that is the
+    node's name or prefixes it), or None."""
     if graph is None:
         return None
     best: tuple[int, Op] | None = None
     for op in graph.walk():
-        key = _sanitise(op.label or op.kind) + "_"
-        if node_name.startswith(key) and (best is None or len(key) > best[0]):
+        key = _sanitise(op.label or op.kind)  # an op's first node is named so, the others `<label>_<Type>_...`
+        if (node_name == key or node_name.startswith(key + "_")) and (best is None or len(key) > best[0]):
             best = (len(key), op)
     return best[1] if best else None
 
