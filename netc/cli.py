@@ -237,8 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     scaleout_cli.add_commands(sub)  # batch, export triton
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (shown only on a terminal)")
     for command in sub.choices.values():  # `netc compile -q` as well as `netc -q compile`
-        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                             help="no progress on stderr (shown only on a terminal)")
+        with contextlib.suppress(argparse.ArgumentError):  # a command with its own -q (batch) keeps it
+            command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                                 help="no progress on stderr (shown only on a terminal)")
     return parser
 
 
