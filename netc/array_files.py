@@ -115,6 +115,40 @@ def read_npz(path: Path, limit: int, expected: Mapping[str, Shape] | None = None
         return arrays
 
 
+def array_headers(path: Path, limit: int, error: type = ArrayFileError) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of each array of a `.npy` file (named by its stem) or `.npz` archive,
+    from the headers alone, each claim checked against the bytes the file (or zip member)
+    holds and against `limit`: a caller may then memory-map or read parts of them safely."""
+    limit = min(limit, MAX_BYTES)
+    if path.suffix.lower() != ".npz":
+        with _open(path, error) as f:
+            shape, dtype, _ = _header(f, path, error)
+            _check_size(path, shape, dtype, _nbytes(shape, dtype), path.stat().st_size - f.tell(), limit, error)
+            return {path.stem: (shape, dtype)}
+    try:
+        archive = zipfile.ZipFile(path)
+    except _ZIP_ERRORS as err:
+        raise error(f"cannot read {_what(error)}{path} as a .npz archive: {_reason(err)}") from None
+    found: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    with archive:
+        for member in archive.infolist():
+            if member.is_dir():
+                continue
+            label = Path(f"{path}[{member.filename}]")
+            if not member.filename.endswith(".npy"):
+                raise error(f"cannot read {_what(error)}{path}: member {member.filename} is not a .npy array",
+                            None, ["save plain numeric arrays with numpy.savez"])
+            try:
+                with archive.open(member) as f:  # only the header is decompressed
+                    shape, dtype, _ = _header(f, label, error)
+                    offset = f.tell()
+            except _ZIP_ERRORS as err:
+                raise error(f"cannot read {_what(error)}{path} member {member.filename}: {_reason(err)}") from None
+            _check_size(label, shape, dtype, _nbytes(shape, dtype), member.file_size - offset, limit, error)
+            found[member.filename.removesuffix(".npy")] = (shape, dtype)
+    return found
+
+
 def read_safetensors(path: Path, limit: int, expected: Mapping[str, Shape] | None = None,
                      error: type = ArrayFileError) -> dict[str, np.ndarray]:
     """Named tensors from a `.safetensors` file (8-byte header length, JSON header, data)."""

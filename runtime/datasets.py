@@ -12,7 +12,6 @@ Parquet row groups that hold them).
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from netc.dsl.errors import NetcInputError, did_you_mean
 from netc.runtime.inputs import InputSpec
 
 FORMATS = (".npy", ".npz", ".parquet")
+MAX_SHARD_BYTES = 64 * 2**30  # one NumPy shard: `.npy` is memory-mapped, a `.npz` member read whole
 
 
 @dataclass(frozen=True)
@@ -103,31 +103,19 @@ def _count_rows(path: Path, specs: Sequence[InputSpec], axes: Mapping[str, int])
 
 
 def _npy_headers(path: Path, names: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """Shapes of the arrays of a `.npy`/`.npz` file, read from their headers alone."""
-    try:
-        if path.suffix == ".npy":
-            if len(names) != 1:
-                raise NetcInputError(f"{path}: a .npy shard serves a model with one input; this one has "
-                                     f"{len(names)} ({', '.join(names)})", None, ["use .npz shards keyed by input name"])
-            with open(path, "rb") as f:
-                return {names[0]: _read_header(f)}
-        with zipfile.ZipFile(path) as archive:
-            members = {m.removesuffix(".npy"): m for m in archive.namelist()}
-            _check_names(path, names, list(members), "array")
-            shapes = {}
-            for name in names:
-                with archive.open(members[name]) as f:
-                    shapes[name] = _read_header(f)
-            return shapes
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise NetcInputError(f"cannot read {path} as a NumPy file: {_first_line(err)}") from None
+    """Shapes of the arrays of a `.npy`/`.npz` file, read from their headers alone; each
+    header's claim is checked against the bytes the file holds (netc.array_files), so the
+    rows read later are really there."""
+    from netc.array_files import array_headers
 
-
-def _read_header(f) -> tuple[int, ...]:
-    version = np.lib.format.read_magic(f)
-    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, _fortran, _dtype = read(f)
-    return tuple(shape)
+    if path.suffix == ".npy" and len(names) != 1:
+        raise NetcInputError(f"{path}: a .npy shard serves a model with one input; this one has "
+                             f"{len(names)} ({', '.join(names)})", None, ["use .npz shards keyed by input name"])
+    headers = array_headers(path, MAX_SHARD_BYTES, NetcInputError)
+    if path.suffix == ".npy":
+        return {names[0]: next(iter(headers.values()))[0]}
+    _check_names(path, names, list(headers), "array")
+    return {name: headers[name][0] for name in names}
 
 
 def _check_names(path: Path, names: Sequence[str], present: Sequence[str], what: str) -> None:
@@ -151,9 +139,12 @@ def read_rows(shard: Shard, start: int, stop: int, specs: Sequence[InputSpec], a
     elif shard.kind == ".npy":
         data = np.load(shard.path, mmap_mode="r", allow_pickle=False)
         arrays = {specs[0].name: _take(data, axes[specs[0].name], start, stop)}
-    else:
-        with np.load(shard.path, allow_pickle=False) as archive:
-            arrays = {s.name: _take(archive[s.name], axes[s.name], start, stop) for s in specs}
+    else:  # sizes checked before anything is decompressed (netc.array_files)
+        from netc.array_files import read_npz
+
+        archive = read_npz(shard.path, MAX_SHARD_BYTES, {s.name: (None,) * len(s.shape) for s in specs},
+                           NetcInputError)
+        arrays = {s.name: _take(archive[s.name], axes[s.name], start, stop) for s in specs}
     return {s.name: _dtype(shard.path, s, arrays[s.name], cast) for s in specs}
 
 
