@@ -45,7 +45,7 @@ def plot_bench(results: Sequence[BenchResult], batch_name: str | None, title: st
     spread = [getattr(r, k) for r in results for k in ("p50_ms", "p99_ms")]
     if min(spread) > 0 and max(spread) / min(spread) > 50:  # tails far above the median
         lat.set_yscale("log")
-    thr.plot(batches, [r.throughput for r in results], "o-", color="tab:green")
+    thr.plot(batches, [r.samples_per_s for r in results], "o-", color="tab:green")
     thr.set(xlabel=f"batch ({batch_name})" if batch_name else "batch", ylabel="samples / s", title="throughput")
     for ax in (lat, thr):
         if len(batches) > 1 and max(batches) / min(batches) >= 8:
