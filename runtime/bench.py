@@ -100,8 +100,9 @@ def bench(session: Session, specs: Sequence[InputSpec], batches: Sequence[int] |
         seconds = 1.0
     sizes = dict(sizes or {})
     batch_name = batch_dim(specs, batch_name)
+    least = session.min_sizes.get(batch_name, 1) if batch_name else 1  # the model's least batch size
     if batches is None:
-        batches = [sizes.get(batch_name, 1) if batch_name else 1]
+        batches = [sizes.get(batch_name, least) if batch_name else 1]
     if not batches:
         raise NetcInputError("--batch needs at least one size")
     if batch_name is None and (len(batches) > 1 or batches[0] != 1):
@@ -117,6 +118,9 @@ def bench(session: Session, specs: Sequence[InputSpec], batches: Sequence[int] |
     for batch in batches:
         if batch < 1:
             raise NetcInputError(f"batch sizes are positive; got {batch}")
+        if batch < least:
+            raise NetcInputError(f"batch size {batch} is below the least size the model needs ({batch_name} ≥ {least})",
+                                 None, [f"use --batch {least} or more"])
         env = {**sizes, batch_name: batch} if batch_name is not None else sizes
         feeds = random_inputs(specs, seed, env, default=1, minima=session.min_sizes)
 
