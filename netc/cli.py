@@ -129,6 +129,13 @@ verify_seeds = _number_between(int, 1, MAX_VERIFY_SEEDS, "an integer", f"1 to {M
 positive_int = _number_at_least(int, 1, "an integer", "a positive integer")
 non_negative_int = _number_at_least(int, 0, "an integer", "0 or more")
 non_negative_float = _number_at_least(float, 0.0, "a number", "a number >= 0")
+# Scale-out and tool options: a pool of 10^20 workers or a port of 99999 is a typo, refused
+# here rather than by the thread pool, Triton or the socket layer.
+MAX_WORKERS = 1024
+worker_count = _number_between(int, 1, MAX_WORKERS, "an integer", f"1 to {MAX_WORKERS}")
+int32_count = _number_between(int, 1, 2**31 - 1, "an integer", "a positive integer below 2**31")
+row_count = _number_between(int, 1, 2**62, "an integer", "a positive integer up to 2**62")
+port_number = _number_between(int, 1, 65535, "an integer", "a port from 1 to 65535")
 
 
 # --------------------------------------------------------------------------- the parser

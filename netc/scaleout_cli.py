@@ -29,11 +29,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="local: a thread pool of sessions in this process (default); ray: Ray Data with an "
                         "actor pool, on a local instance or the cluster at --address")
     p.add_argument("--address", metavar="ADDR", help="a running Ray cluster (ray://host:10001 or auto)")
-    p.add_argument("--workers", type=cli.positive_int, default=1, metavar="K",
+    p.add_argument("--workers", type=cli.worker_count, default=1, metavar="K",
                    help="sessions (local) or actors (ray) running at once (default 1)")
-    p.add_argument("--batch-size", type=cli.positive_int, default=256, metavar="B",
+    p.add_argument("--batch-size", type=cli.int32_count, default=256, metavar="B",
                    help="rows per onnxruntime run (default 256)")
-    p.add_argument("--shard-rows", type=cli.positive_int, metavar="R",
+    p.add_argument("--shard-rows", type=cli.row_count, metavar="R",
                    help="rows per unit of work and output file (default: one unit per input file)")
     p.add_argument("--batch-dim", default="N", metavar="NAME", help="the symbolic dim that counts rows (default N)")
     p.add_argument("--cast-inputs", action="store_true",
@@ -54,10 +54,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", help="a .onnx file or a .net file")
     p.add_argument("-o", "--output", required=True, metavar="REPO", help="the model repository folder")
     p.add_argument("--name", help="the model's name in the repository (default: MODEL's file stem)")
-    p.add_argument("--max-batch", type=cli.positive_int, metavar="B",
+    p.add_argument("--max-batch", type=cli.int32_count, metavar="B",
                    help="max_batch_size (default 32 when the model batches along its first axis)")
     p.add_argument("--dynamic-batching", action="store_true", help="let Triton combine requests into batches")
-    p.add_argument("--instances", type=cli.positive_int, default=1, metavar="K",
+    p.add_argument("--instances", type=cli.worker_count, default=1, metavar="K",
                    help="model instances Triton runs at once (default 1)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="instance kind (default cpu)")
     p.add_argument("--batch-dim", default="N", metavar="NAME", help="the symbolic dim that counts rows (default N)")

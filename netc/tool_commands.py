@@ -23,6 +23,8 @@ def require(module: str, command: str, extra: str) -> ModuleType:
 
 def register(sub: argparse._SubParsersAction, network_options, count) -> None:
     """Add the commands to the CLI's subparsers (`network_options` adds --network/--set/...)."""
+    from netc.cli import port_number  # cli is loaded: it calls this
+
     p = sub.add_parser("lsp", help="language server for editors (over stdio)",
                        description="Run the netc language server on stdin/stdout: diagnostics as you type, "
                                    "shapes on hover, go to definition, references, completion, outline. "
@@ -48,7 +50,7 @@ def register(sub: argparse._SubParsersAction, network_options, count) -> None:
                                    "127.0.0.1. Nodes are named after netc's layers and carry their .net "
                                    "source location (file:line:col). Needs the 'view' extra.")
     p.add_argument("model", metavar="FILE|MODEL", help="a .net file or a .onnx model")
-    p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+    p.add_argument("--port", type=port_number, default=8080, help="port on 127.0.0.1 (default 8080)")
     p.add_argument("--no-browser", action="store_true", help="only serve; do not open a browser")
     network_options(p)
     p.set_defaults(handler=cmd_view)
