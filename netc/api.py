@@ -352,6 +352,7 @@ def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: 
                       options.opset, provider)
 
 
+@guarded
 def bench(model: Compiled | onnx.ModelProto | str | Path, batches: Sequence[int] | None = None,
           iterations: int | None = None, seconds: float | None = None, warmup: int = 5,
           sizes: Mapping[str, int] | None = None, batch_dim: str | None = None, provider: str = "cpu",
