@@ -87,3 +87,20 @@ def test_new_commands_report_mistakes_inside_the_error_boundary(capsys, tmp_path
                                   ["view", MLP, "--port", "70000"]])
 def test_scale_out_and_tool_numbers_are_bounded(capsys, argv) -> None:
     assert run(capsys, *argv)[0] == 2
+
+
+CONV = "network C {\n  input x: f32[N, 2, T]\n  output y = x -> conv1d(4, 5)\n}\n"
+
+
+def test_lsp_hover_counts_flops_at_the_least_sizes(tmp_path: Path) -> None:
+    pytest.importorskip("pygls")
+    from netc.lsp.analysis import Analyzer
+    from netc.lsp.hover import hover
+
+    path = str(tmp_path / "c.net")
+    analysis = Analyzer().analyse(path, CONV)
+    layer, _ = hover(analysis, 3, CONV.splitlines()[2].index("conv1d") + 1)
+    network, _ = hover(analysis, 1, len("network ") + 1)
+    # T >= 5 for a valid width-5 conv: 1 output step of 4 filters over 2x5 inputs, not a negative count
+    assert "; 44 parameters; 80 FLOPs" in layer, layer
+    assert "80 FLOPs (symbolic dims at their least sizes: T ≥ 5)" in network, network

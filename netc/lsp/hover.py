@@ -111,9 +111,10 @@ def _layers(analysis: Analysis, target: Span, callee: bool) -> str:
     if not ops:
         return ""
     rows = []
+    owner = {id(o): g.min_sizes.minima for g in analysis.graphs for o in g.walk()}  # FLOPs at least sizes
     for op in ops[:MAX_SHOWN]:
         params = sum(p.size for p in op_params(op))
-        flops = op_flops(op)
+        flops = op_flops(op, owner.get(id(op)))
         out = ", ".join(f"`{v.type}`" for v in op.outputs)
         rows.append(f"- layer `{op.label or op.kind}` ({op.kind}) -> {out}; "
                     f"{params:,} parameters; {human(flops)} FLOPs")
@@ -131,11 +132,12 @@ def _definition_text(analysis: Analysis, defn: Definition) -> str:
         for graph in analysis.graphs:
             if graph.name == defn.name:
                 params = sum(p.size for p in graph.params)
-                flops = sum(op_flops(op) for op in graph.ops)
+                flops = sum(op_flops(op, graph.min_sizes.minima) for op in graph.ops)
                 ins = ", ".join(f"{v.name}: {v.type}" for v in graph.inputs)
                 outs = ", ".join(f"{k}: {v.type}" for k, v in graph.outputs.items())
                 return (f"```netc\nnetwork {graph.name}({ins}) -> {outs}\n```\n"
-                        f"{params:,} parameters; {human(flops)} FLOPs (symbolic dims as 1)")
+                        f"{params:,} parameters; {human(flops)} FLOPs (symbolic dims at their least sizes"
+                        + (f": {graph.min_sizes.requirement_text()})" if graph.min_sizes.requirement_text() else ", 1)"))
         return f"network `{defn.name}`"
     if defn.kind == "const":
         module = _module_of(analysis, defn.span.file)
