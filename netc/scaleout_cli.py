@@ -69,13 +69,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def _model_bytes(args: argparse.Namespace) -> tuple[bytes, str]:
     """The model as serialized ONNX, compiling a .net file with the command's options."""
+    data, name, _ = _compiled(args)
+    return data, name
+
+
+def _compiled(args: argparse.Namespace):
+    """`_model_bytes`, and the IR graph when the model was compiled here (else None)."""
     from netc import api, cli
 
     path = Path(args.model)
     if path.suffix == ".net":
         options = cli._options(args)
         compiled = api.compile_file(cli._require_file(args.model), options)
-        return compiled.model.SerializeToString(), compiled.graph.name
+        return compiled.model.SerializeToString(), compiled.graph.name, compiled.graph
     cli._require_file(args.model, "model")
     for flag, value in (("--network", args.network), ("--weights", args.weights),
                         ("--allow-import-root", args.allow_import_root)):
@@ -84,7 +90,7 @@ def _model_bytes(args: argparse.Namespace) -> tuple[bytes, str]:
     if len(api.model_files(path)) > 1:
         raise NetcInputError(f"{path} keeps its weights in external data files; netc {args.command} takes "
                              "models under 2 GB in one file")
-    return path.read_bytes(), path.stem
+    return path.read_bytes(), path.stem, None
 
 
 def _load(data: bytes, model: str):
@@ -103,10 +109,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
         raise NetcInputError("--address applies to --engine ray")
     if args.settings and Path(args.model).suffix != ".net":
         raise NetcInputError("--set: the sizes of a .onnx model's dims come from the data")
-    data, _ = _model_bytes(args)
+    data, _, graph = _compiled(args)
     specs, output_shapes = batch.model_io(_load(data, args.model))
     plan = batch.make_plan(data, specs, output_shapes, args.data, args.output, args.batch_dim,
                            args.batch_size, args.shard_rows, args.cast_inputs)
+    if graph is not None:
+        from netc.runtime.input_values import value_rules
+
+        plan.value_rules = value_rules(graph)
     result = batch.run_batch(data, plan, args.engine, args.workers, args.address, args.quiet)
     if not args.quiet:
         done = result.units - result.skipped

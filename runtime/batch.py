@@ -65,6 +65,9 @@ class Plan:
     cast_inputs: bool = False
     model_digest: str = ""
     batch_dim: str = "N"
+    # Integer input values a model compiled here accepts (embed ids within the vocabulary...):
+    # data rows are checked as `netc run` checks its inputs, never wrapped around.
+    value_rules: list = field(default_factory=list)
 
     def manifest(self) -> dict:
         return {"netc_batch": 1, "model_sha256": self.model_digest, "batch_dim": self.batch_dim,
@@ -181,6 +184,7 @@ def run_unit(session, plan: Plan, unit: Unit) -> int:
     from netc.runtime.run import run_session
 
     shard = plan.shards[unit.shard]
+    session.value_rules = plan.value_rules
     try:
         inputs = datasets.read_rows(shard, unit.start, unit.stop, plan.specs, plan.axes, plan.cast_inputs)
     except NetcInputError:

@@ -15,6 +15,7 @@ fraction that always leaves one CPU free.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -42,9 +43,22 @@ class UnitRunner:
         self.plan = plan
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from netc.boundary import translate
+
         units = [self.plan.units[int(i)] for i in batch["unit"]]
-        rows = [run_unit(self.session, self.plan, u) for u in units]
-        return {"unit": np.asarray(batch["unit"]), "rows": np.asarray(rows, dtype=np.int64)}
+        try:
+            rows = [run_unit(self.session, self.plan, u) for u in units]
+        except Exception as err:
+            # A task's exception reaches the driver without its cause (Ray Data wraps it in a
+            # UserCodeException), so a user's mistake travels back as data and is raised there.
+            found = translate(err)
+            if found is None:
+                raise
+            problem = json.dumps({"message": found.message, "hints": [h for h in found.hints if h]})
+            return {"unit": np.asarray(batch["unit"]), "rows": np.zeros(len(units), np.int64),
+                    "error": np.asarray([problem] * len(units), dtype=object)}
+        return {"unit": np.asarray(batch["unit"]), "rows": np.asarray(rows, dtype=np.int64),
+                "error": np.asarray([""] * len(units), dtype=object)}
 
 
 def actor_cpus(cluster_cpus: float, actors: int) -> float:
@@ -92,6 +106,9 @@ def run_ray(model_bytes: bytes, plan: Plan, todo: Sequence[Unit], actors: int, a
             UnitRunner, fn_constructor_args=([model_ref], plan, threads), batch_size=1,
             compute=ActorPoolStrategy(size=actors), num_cpus=per_actor)
         for row in results.iter_rows():
+            if row["error"]:
+                problem = json.loads(row["error"])
+                raise NetcInputError(problem["message"], None, problem["hints"])
             progress.advance(int(row["rows"]))
     except NetcInputError:
         raise

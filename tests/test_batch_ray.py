@@ -118,6 +118,27 @@ def test_ray_time_major_sequences_with_padding(cluster, tmp_path):
     check_tagger_parts(tmp_path / "out", shards, netc.compile_file(path))
 
 
+EMBED = "network E {\n  input ids: i64[N, 5]\n  output y = ids -> embed(50, 4) -> flatten -> dense(2)\n}\n"
+
+
+def test_a_mistake_in_the_data_is_a_located_error_from_an_actor(cluster, tmp_path, capsys):
+    """An actor's NetcError reaches the driver as the same error (exit 1), not as Ray's
+    wrapper; the value checks of a model compiled from .net apply to the data's rows."""
+    from netc import cli
+
+    path = tmp_path / "e.net"
+    path.write_text(EMBED)
+    (tmp_path / "data").mkdir()
+    ids = np.ones((6, 5), np.int64)
+    ids[4, 2] = -3  # would count from the end of the table if not refused
+    np.save(tmp_path / "data" / "ids.npy", ids)
+    for engine in ("local", "ray"):
+        code = cli.main(["batch", str(path), str(tmp_path / "data"), "-o", str(tmp_path / engine),
+                         "--engine", engine, "-q"])
+        err = capsys.readouterr().err
+        assert code == 1 and "input 'ids' has id -3 at index [4, 2], the vocabulary is 50" in err, (engine, err)
+
+
 def _wide_data(tmp_path, rows=1600):
     model = tmp_path / "wide.net"
     model.write_text(WIDE)
