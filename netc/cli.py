@@ -244,9 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     scaleout_cli.add_commands(sub)  # batch, export triton
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (shown only on a terminal)")
     for command in sub.choices.values():  # `netc compile -q` as well as `netc -q compile`
-        with contextlib.suppress(argparse.ArgumentError):  # a command with its own -q (batch) keeps it
-            command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                                 help="no progress on stderr (shown only on a terminal)")
+        own = next((a for a in command._actions if "-q" in a.option_strings), None)
+        if own is not None:  # a command with its own -q (batch) keeps it; `netc -q batch` still counts
+            own.default = argparse.SUPPRESS
+            continue
+        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                             help="no progress on stderr (shown only on a terminal)")
     return parser
 
 

@@ -104,3 +104,11 @@ def test_lsp_hover_counts_flops_at_the_least_sizes(tmp_path: Path) -> None:
     # T >= 5 for a valid width-5 conv: 1 output step of 4 filters over 2x5 inputs, not a negative count
     assert "; 44 parameters; 80 FLOPs" in layer, layer
     assert "80 FLOPs (symbolic dims at their least sizes: T ≥ 5)" in network, network
+
+
+def test_quiet_before_or_after_the_command_also_for_batch() -> None:
+    parser = cli.build_parser()
+    for argv in (["-q", "batch", "m.net", "d", "-o", "o"], ["batch", "m.net", "d", "-o", "o", "-q"],
+                 ["-q", "check", "x.net"], ["check", "x.net", "-q"]):
+        assert parser.parse_args(argv).quiet is True, argv
+    assert parser.parse_args(["batch", "m.net", "d", "-o", "o"]).quiet is False
