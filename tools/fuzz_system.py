@@ -34,11 +34,13 @@ SMALL_NET = "network M {\n  input x: f32[N, 3]\n  output y = dense(x, 4)\n}\n"
 RUNTIME_NETS = [
     "network M {\n  input ids: i64[N, T]\n  e = embed(ids, 50, 8) -> transpose(0, 2, 1)\n"
     "  output y = conv1d(e, 4, kernel=3) -> global_maxpool -> flatten\n}\n",
-    "network M {\n  input a: i32[N, 4]\n  input b: i32[N, 4]\n  output y = a / b\n}\n",
+    "network M {\n  input a: i32[N, 4]\n  input b: i32[N, 4]\n  output y = a // b\n  output z = a % b\n}\n",
     "network M {\n  input x: f32[T, N, 4]\n  input lengths: i32[N]\n  h = lstm(x, 5, lengths=lengths)\n"
     "  output y = last(h, lengths=lengths)\n}\n",
     "network M {\n  input x: f32[N, 1, H, W]\n  output y = x -> conv2d(2, kernel=3) -> maxpool(2) -> flatten\n}\n",
     "network M {\n  input x: f32[N, T]\n  output y = x[:, 2:] * 2.0\n}\n",
+    "network M {\n  input x: f32[T, N, 8]\n  output y = multihead_attention(x, heads=2, causal=true)\n}\n",
+    "network M {\n  input x: f32[N, 2, T]\n  output y = x -> conv_transpose1d(3, 3, stride=2) -> resize(scale=0.5)\n}\n",
 ]
 
 
@@ -133,7 +135,10 @@ def _files(rng: random.Random, case: Path) -> None:
     net = case / "m.net"
     net.write_text(SMALL_NET)
     names = ["dense0.weight", "dense0.bias"]
-    roll = rng.randrange(4)
+    roll = rng.randrange(5)
+    if roll == 4:  # a `netc batch` dataset shard
+        _shard(rng, case, net)
+        return
     if roll == 0:
         path = case / "w.npz"
         path.write_bytes(_npz_bytes(rng, names))
@@ -159,6 +164,25 @@ def _files(rng: random.Random, case: Path) -> None:
         from netc.runtime.run import run_session
 
         run_session(session, arrays, specs)
+
+
+def _shard(rng: random.Random, case: Path, net: Path) -> None:
+    """Plan and read a `netc batch` dataset of one lying or truncated shard."""
+    import netc
+    from netc.runtime import batch, datasets
+
+    data = case / "data"
+    data.mkdir()
+    if rng.random() < 0.5:
+        (data / "a.npy").write_bytes(_npy_bytes(rng) if rng.random() < 0.7 else np_save_bytes(rng))
+    else:
+        (data / "a.npz").write_bytes(_npz_bytes(rng, ["x"]))
+    compiled = netc.compile_file(net)
+    specs, shapes = batch.model_io(compiled.model)
+    plan = batch.make_plan(compiled.model.SerializeToString(), specs, shapes, data, case / "out",
+                           shard_rows=rng.choice([None, 1, 3]))
+    for unit in plan.units[:2]:
+        datasets.read_rows(plan.shards[unit.shard], unit.start, unit.stop, plan.specs, plan.axes)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -269,9 +293,12 @@ def _argv(rng: random.Random, case: Path) -> None:
 
     options = {"check": ["--max-param-bytes"], "run": ["--seed", "--threads"],
                "bench": ["--seed", "--threads", "--seconds", "--iterations", "--warmup", "--batch"],
-               "verify": ["--seeds", "--rtol", "--atol", "--seed", "--opset"], "compile": ["--seed", "--opset"]}
+               "verify": ["--seeds", "--rtol", "--atol", "--seed", "--opset"], "compile": ["--seed", "--opset"],
+               "batch": ["--workers", "--batch-size", "--shard-rows"],
+               "export triton": ["--max-batch", "--instances"], "view": ["--port"], "graph": ["--depth"]}
     command = rng.choice(sorted(options))
-    argv = [command, "m.net"]
+    argv = [*command.split(), "m.net"] + (["d", "-o", "o"] if command == "batch" else
+                                           ["-o", "o"] if command in ("export triton", "graph") else [])
     for _ in range(rng.randint(1, 3)):
         option = rng.choice(options[command])
         if (option == "--seconds" and "--iterations" in argv) or (option == "--iterations" and "--seconds" in argv):
@@ -283,7 +310,8 @@ def _argv(rng: random.Random, case: Path) -> None:
     except SystemExit as done:
         assert done.code == 2, f"argparse exit {done.code}"
         return
-    for name in ("seed", "threads", "seconds", "seeds", "max_param_bytes"):
+    for name in ("seed", "threads", "seconds", "seeds", "max_param_bytes", "workers", "batch_size", "shard_rows",
+                 "max_batch", "instances", "port", "depth"):
         value = getattr(args, name, None)
         if value is not None:
             assert value == value and value not in (float("inf"), float("-inf")), f"{name}={value} accepted"
