@@ -16,7 +16,7 @@ fi
 # Editor support and pictures: the lsp/graph/view/plot extras; Graphviz's `dot` and a
 # headless Chromium for the diagram tests (Debian packages, when run as root); the VS Code
 # extension's client library and its grammar-test tool (npm, into editors/vscode).
-.venv/bin/python -m pip install -q -e '.[lsp,graph,view,plot]'
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[lsp,graph,view,plot]'
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   if ! command -v dot >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz chromium >/dev/null; } \
@@ -28,7 +28,7 @@ if command -v npm >/dev/null 2>&1; then
     || echo "setup: npm install failed in editors/vscode; grammar tests will fail" >&2
 fi
 # Scale-out: Ray and Parquet for `netc batch`, the Triton client for the serving tests.
-.venv/bin/python -m pip install -q -e '.[batch,ray,triton]'
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[batch,ray,triton]'
 # A real tritonserver for the tests, in its own environment: nvidia-pytriton bundles one
 # (python backend; the official image's onnxruntime backend is not on the package index)
 # and needs numpy < 2, which netc's environment does not pin.
