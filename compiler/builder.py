@@ -202,6 +202,8 @@ class Builder:
             if isinstance(d, D.Sym) and any(abs(c) > _INT64_MAX for _, c in d.terms):
                 raise NetcLimitError(f"dimension {_dim_text(d)} has a coefficient beyond the int64 range",
                                      self.span)
+        for d in t.shape:  # every symbolic dim is >= 1 above the least sizes the network records
+            self.root.graph.min_sizes.require(d, self.span)
 
     def constant(self, value: np.ndarray | float | int, dtype: DType) -> Value:
         """A compile-time tensor of `dtype`; a number the dtype cannot hold is an error, never a

@@ -33,6 +33,7 @@ from netc.compiler.sharing import (
     read_attribute,
 )
 from netc.compiler.values import BlockFn, Builtin, Intrinsic, Word, convert, count_text, describe
+from netc.compiler.work import WorkBudget
 from netc.dsl import ast
 from netc.dsl.errors import (
     NetcError,
@@ -117,7 +118,10 @@ class Elaborator:
         self._const_busy: set[tuple[int, str]] = set()
         self._block_stack: list[tuple[str, Span]] = []
         self._deepest: list[tuple[str, Span]] | None = None  # the block calls when recursion ran out
-        self._iterations = 0
+        self.work = program.work or WorkBudget(limits)  # shared by every network of the file
+        # (span, value) of every expression evaluated and name bound, for editor tools
+        # (hover, go-to-definition); None, and free, when compiling.
+        self.trace: list[tuple[Span, Any]] | None = None
 
     # ------------------------------------------------------------------ definitions
     def module_definition(self, module: ModuleInfo, name: str) -> Any:
@@ -157,10 +161,7 @@ class Elaborator:
             if not isinstance(iterable, list | tuple):
                 raise NetcTypeError(f"cannot iterate over {describe(iterable)}", stmt.iterable.span)
             for item in iterable:
-                self._iterations += 1
-                if self._iterations > self.limits.max_loop_iterations:
-                    raise NetcLimitError(f"compile-time loops ran more than {self.limits.max_loop_iterations} "
-                                         "iterations", stmt.span)
+                self.work.iteration(stmt.span)
                 self.bind_targets(stmt.targets, item, scope, stmt.iterable.span)
                 self.exec_body(stmt.body, scope, net)
         elif isinstance(stmt, ast.If):
@@ -196,6 +197,8 @@ class Elaborator:
             if target.id in builtins() and isinstance(builtins()[target.id], Builtin | Intrinsic):
                 raise NetcNameError(f"'{target.id}' is a built-in and cannot be rebound", target.span)
             scope.vars[target.id] = value
+            if self.trace is not None:
+                self.trace.append((target.span, value))
             return
         if not isinstance(value, tuple | list):
             raise NetcTypeError(f"cannot unpack {describe(value)} into {len(target)} names", span)
@@ -210,7 +213,10 @@ class Elaborator:
     # ------------------------------------------------------------------ expressions
     def eval(self, expr: ast.Expr, scope: Scope) -> Any:
         method = getattr(self, "_eval_" + type(expr).__name__)
-        return method(expr, scope)
+        value = method(expr, scope)
+        if self.trace is not None:
+            self.trace.append((expr.span, value))
+        return value
 
     def _eval_Literal(self, e: ast.Literal, scope: Scope) -> Any:
         return e.value
@@ -278,6 +284,8 @@ class Elaborator:
                 return _COMPARE[e.op](diff, 0)
             raise NetcTypeError(f"cannot decide '{e.op}' at compile time: {describe(left)} vs {describe(right)}",
                                 e.span, ["give the symbolic dim a value with `--set`"])
+        if isinstance(left, list | tuple | str) and isinstance(right, list | tuple | str):
+            self.work.items_touched(_items(left) + _items(right), f"'{e.op}' on {type(left).__name__}s", e.span)
         try:
             return bool(_COMPARE[e.op](left, right))
         except TypeError:
@@ -296,9 +304,11 @@ class Elaborator:
             return self._dim_binop(op, left, right, span)
         if op == "+" and isinstance(left, list | tuple | str) and type(left) is type(right):
             self._check_length(len(left) + len(right), left, span)
+            self.work.items_touched(len(left) + len(right), f"{type(left).__name__} '+'", span)
             return left + right
         if op == "*" and isinstance(left, list) and _is_int(right):
             self._check_length(len(left) * max(right, 0), left, span)
+            self.work.items_touched(len(left) * max(right, 0), "list '*'", span)
             return left * right
         raise NetcTypeError(f"'{op}' does not apply to {describe(left)} and {describe(right)}", span)
 
@@ -401,6 +411,8 @@ class Elaborator:
                 raise NetcTypeError(f"{describe(value)} takes one index", e.span)
             if isinstance(items[0], slice) and items[0].step == 0:
                 raise NetcTypeError("slice step must not be zero", e.span)
+            if isinstance(items[0], slice):
+                self.work.items_touched(len(range(*items[0].indices(len(value)))), "a slice", e.span)
             try:
                 return value[items[0]]
             except IndexError:
@@ -488,6 +500,8 @@ class Elaborator:
             if p.type is not None:
                 value = self._check_block_param(defn, p, value, spans[p.name])
             scope.vars[p.name] = value
+            if self.trace is not None:
+                self.trace.append((p.span, value))
         self._block_stack.append((defn.name, span))
         builder = self.b
         if not inline:
@@ -632,6 +646,28 @@ def _slice_key(item: int | slice) -> int | tuple:
     return item if isinstance(item, int) else (item.start, item.stop, item.step)
 
 
+def _items(value: list | tuple | str) -> int:
+    """What comparing `value` may touch: its items, and those of the lists nested in it,
+    counted as a tree (`a = [a, a]` forty times is 2^40 items to compare) but computed over
+    the distinct lists only, without recursion."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        v, expanded = stack.pop()
+        if id(v) in sizes:
+            continue
+        if isinstance(v, str) or not isinstance(v, list | tuple):
+            sizes[id(v)] = len(v) if isinstance(v, str) else 1
+            continue
+        nested = [c for c in v if isinstance(c, list | tuple | str)]
+        if expanded:
+            sizes[id(v)] = len(v) + sum(sizes[id(c)] for c in nested)
+        else:
+            stack.append((v, True))
+            stack.extend((c, False) for c in nested if id(c) not in sizes)
+    return sizes[id(value)]
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -687,6 +723,8 @@ class _NetworkCtx:
         self.graph.inputs.append(value)
         self.input_spans[stmt.name] = stmt.span
         scope.vars[stmt.name] = value
+        if elab.trace is not None:
+            elab.trace.append((stmt.span, value))
 
     def add_output(self, elab: Elaborator, stmt: ast.Output, scope: Scope) -> None:
         if stmt.name in self.graph.outputs:
@@ -763,11 +801,14 @@ def recursion_headroom(limit: int = ELABORATION_RECURSION_LIMIT) -> Iterator[Non
                 sys.setrecursionlimit(_recursion_saved)
 
 
-def elaborate_network(program: Program, defn: ast.NetworkDef, options: NetworkOptions = NetworkOptions()) -> Graph:
-    """Build the IR graph of one network with the given parameter and dim settings."""
+def elaborate_network(program: Program, defn: ast.NetworkDef, options: NetworkOptions = NetworkOptions(),
+                      trace: list[tuple[Span, Any]] | None = None) -> Graph:
+    """Build the IR graph of one network with the given parameter and dim settings; `trace`,
+    when given, collects the (span, value) of every expression and binding."""
     graph = Graph(defn.name, source=program.root.module.path, span=defn.span)
     builder = Builder(graph, options.limits)
     elab = Elaborator(program, builder, options.limits)
+    elab.trace = trace
     try:
         with recursion_headroom():
             _elaborate(program, defn, options, elab, graph)

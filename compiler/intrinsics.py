@@ -25,15 +25,20 @@ def _range(elab, span: Span, start: int, stop: int | None, step: int) -> list[in
     limit = elab.limits.max_list_items
     if n > limit:
         raise NetcLimitError(f"range() of {count_text(n)} items is over the limit of {limit}", span)
+    elab.work.items_touched(n, "range()", span)
     return list(range(start, stop, step))
 
 
 def _enumerate(elab, span: Span, items: Any, start: int) -> list[tuple[int, Any]]:
-    return [(i + start, v) for i, v in enumerate(_sequence(items, span, "enumerate"))]
+    items = _sequence(items, span, "enumerate")
+    elab.work.items_touched(len(items), "enumerate()", span)
+    return [(i + start, v) for i, v in enumerate(items)]
 
 
 def _zip(elab, span: Span, lists: tuple) -> list[tuple]:
-    return [tuple(t) for t in zip(*(_sequence(x, span, "zip") for x in lists))]
+    sequences = [_sequence(x, span, "zip") for x in lists]
+    elab.work.items_touched(min(map(len, sequences), default=0) * max(len(sequences), 1), "zip()", span)
+    return [tuple(t) for t in zip(*sequences)]
 
 
 def _len(elab, span: Span, items: Any) -> int:
@@ -75,6 +80,7 @@ def _minmax(pick):
         if axis is not None or keepdims is not None:
             raise NetcTypeError(f"{pick.__name__}(): axis= and keepdims= apply to a tensor", span)
         items = list(values[0]) if len(values) == 1 and isinstance(values[0], list | tuple) else list(values)
+        elab.work.items_touched(len(items), f"{pick.__name__}()", span)
         if not items or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
             raise NetcTypeError(f"{pick.__name__}() expects numbers", span)
         return pick(items)

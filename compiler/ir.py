@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto
 
+from netc.compiler.dim_bounds import MinSizes
 from netc.compiler.dims import Dim, shape_str
 from netc.dsl.errors import Span
 
@@ -171,6 +172,9 @@ class Graph:
     param_values: dict[str, Value] = field(default_factory=dict)
     source: str = ""  # the .net file it came from
     span: Span | None = None
+    # The least size of each symbolic dim the network needs (`T >= 5` for a valid conv of
+    # width 5), with the span that asked for it; see compiler/dim_bounds.py.
+    min_sizes: MinSizes = field(default_factory=lambda: MinSizes())
 
     def walk(self) -> Iterator[Op]:
         """Every op, depth first, including those inside nested regions."""

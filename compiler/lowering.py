@@ -4,6 +4,7 @@ owns naming, initializers, symbolic-dim materialisation and the model wrapper.""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import ChainMap
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
@@ -16,8 +17,9 @@ from netc.compiler import dims as D
 from netc.compiler.ir import Graph, Op, TensorType, Value
 from netc.compiler.ops import REGISTRY
 
-# Opset 21 is the newest at which onnxruntime 1.32 (CPU) implements every op netc emits:
-# at 22 GlobalLpPool has no kernel, below 20 Gelu does not exist (tools/opset_probe.py).
+# Opset 21 by default: below 20 Gelu does not exist; at 22 GlobalLpPool has no onnxruntime
+# 1.32 kernel, so global_l2pool lowers to ReduceL2 from 22 and every op runs up to 23
+# (tools/opset_probe.py); nothing netc lowers by default is faster at 23.
 DEFAULT_OPSET = 21
 SUPPORTED_OPSETS = range(20, 24)
 IR_VERSION_FOR_OPSET = {18: 8, 19: 9, 20: 9, 21: 10, 22: 10, 23: 11}
@@ -38,6 +40,8 @@ class LowerContext:
         self.seed = seed if parent is None else parent.seed  # the compile seed: random ops' seeds derive from it
         self.nodes: list[onnx.NodeProto] = []
         self._op: Op | None = None
+        self._named: Op | None = None  # the op whose first node is already named
+        self._node_names: set[str] = set()  # used by the root context only
         self._region_outputs: set[str] = set()
         self.root: LowerContext = self if parent is None else parent.root
         self._names: MutableMapping[int, str]
@@ -92,9 +96,36 @@ class LowerContext:
         hint = (self._op.label or self._op.kind) if self._op is not None else op_type.lower()
         outs = list(outputs) if outputs is not None else [self.fresh(f"{hint}/{op_type}") for _ in range(n_out)]
         attrs = {k: v for k, v in attrs.items() if v is not None}
-        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=self.fresh(f"{hint}/{op_type}#"),
-                                           domain=domain or None, **attrs))
+        # An op's first node takes the layer's own name (what a model viewer shows), the rest
+        # `<layer>/<OpType>#`.
+        first = self._op is not None and self._named is not self._op
+        self._named = self._op
+        name = self._node_name(hint if first else f"{hint}/{op_type}#")
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=name,
+                                           doc_string=self._source_note(), domain=domain or None, **attrs))
         return outs
+
+    def _node_name(self, hint: str) -> str:
+        """A node name unique in the model; nodes have a namespace apart from tensors."""
+        used = self.root._node_names
+        base = "".join(c if c.isalnum() or c in "._" else "_" for c in hint) or "node"
+        name, n = base, 1
+        while name in used:
+            name = f"{base}_{n}"
+            n += 1
+        used.add(name)
+        return name
+
+    def _source_note(self) -> str | None:
+        """`layer (kind) at file:line:col`, so a node seen in a model viewer leads back to the
+        .net line that made it; the file relative to the compiled file's folder."""
+        op = self._op
+        if op is None or op.span is None:
+            return None
+        where = op.span.file
+        if self.root.graph.source and not where.startswith("<"):
+            where = os.path.relpath(os.path.abspath(where), os.path.dirname(os.path.abspath(self.root.graph.source)))
+        return f"{op.label or op.kind} ({op.kind}) at {where}:{op.span.line}:{op.span.col}"
 
     def const(self, array: np.ndarray, hint: str = "const") -> str:
         array = np.asarray(array)
@@ -267,6 +298,8 @@ def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEF
     model.ir_version = IR_VERSION_FOR_OPSET.get(opset, 10)
     model.producer_name = "netc"
     model.opset_import.add(domain="", version=opset)
+    for domain in sorted(_domains(ctx.nodes) - {""}):  # onnxruntime's contrib ops (com.microsoft)
+        model.opset_import.add(domain=domain, version=1)
     onnx_graph = model.graph
     onnx_graph.name = graph.name
     onnx_graph.node.extend(ctx.nodes)
@@ -279,6 +312,17 @@ def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEF
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return model
+
+
+def _domains(nodes: Sequence[onnx.NodeProto]) -> set[str]:
+    """The operator domains used by `nodes` and the bodies they own."""
+    found: set[str] = set()
+    for node in nodes:
+        found.add(node.domain or "")
+        for attr in node.attribute:
+            for body in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                found |= _domains(body.node)
+    return found
 
 
 def add_initializer(onnx_graph: onnx.GraphProto, name: str, array: np.ndarray) -> None:

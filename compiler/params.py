@@ -4,14 +4,13 @@ from `.npz` or `.safetensors` files (never pickle)."""
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from netc.compiler.ir import DType, Graph, Param
-from netc.dsl.errors import NetcWeightsError
+from netc.dsl.errors import NetcTypeError, NetcWeightsError
 
 
 def _rng(seed: int, name: str) -> np.random.Generator:
@@ -98,31 +97,27 @@ def _orthogonal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     return q if rows >= cols else q.T
 
 
-def read_weight_file(path: str | Path) -> dict[str, np.ndarray]:
-    """Tensors by name from `.npz` or `.safetensors`; corrupt files are a `NetcWeightsError`."""
+def read_weight_file(path: str | Path, expected: Mapping[str, tuple[int, ...]] | None = None,
+                     limit: int = 2**63) -> dict[str, np.ndarray]:
+    """Tensors by name from `.npz` or `.safetensors`; corrupt files are a `NetcWeightsError`.
+    Sizes are checked before reading (see `netc.array_files`): with `expected` (the
+    parameters' shapes), a tensor of another name or shape is not read, only reported."""
+    from netc.array_files import read_npz, read_safetensors
+
     path = Path(path)
     if not path.is_file():
-        raise NetcWeightsError(f"weight file not found: {path}")
+        raise NetcWeightsError(f"weight file not found: {path}" if not path.exists()
+                               else f"weight file not found: {path} is not a file")
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".npz":
-            data = np.load(path, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):  # np.load reads a plain .npy array too
-                raise NetcWeightsError(f"cannot read weight file {path}: it holds a single {type(data).__name__} "
-                                       "(a .npy file?), not an .npz archive of named tensors",
+    if suffix == ".npz":
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":  # np.save output, not an archive of named tensors
+                raise NetcWeightsError(f"cannot read weight file {path}: it holds a single ndarray (a .npy "
+                                       "file?), not an .npz archive of named tensors",
                                        None, ["save the tensors by name with numpy.savez(path, **tensors)"])
-            with data:
-                return {k: data[k] for k in data.files}
-        if suffix == ".safetensors":
-            from safetensors.numpy import load_file
-
-            return dict(load_file(str(path)))
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as err:
-        raise NetcWeightsError(f"cannot read weight file {path}: {err}") from None
-    except Exception as err:  # safetensors raises its own error type for corrupt headers
-        if type(err).__name__ in ("SafetensorError", "HeaderTooLarge", "InvalidHeader"):
-            raise NetcWeightsError(f"cannot read weight file {path}: {err}") from None
-        raise
+        return read_npz(path, limit, expected, NetcWeightsError)
+    if suffix == ".safetensors":
+        return read_safetensors(path, limit, expected, NetcWeightsError)
     raise NetcWeightsError(f"weight files are .npz or .safetensors; got {path.name}")
 
 
@@ -161,13 +156,41 @@ def materialise(graph: Graph, seed: int = 0, weights: Mapping[str, np.ndarray] |
                                 + (" (pass --cast-weights to convert)" if _dtype_compatible(array.dtype, p.dtype, True)
                                    else ""))
                 continue
-            values[p.name] = np.ascontiguousarray(array.astype(p.dtype.numpy, copy=False))
+            with np.errstate(over="ignore", invalid="ignore"):
+                value = np.ascontiguousarray(array.astype(p.dtype.numpy, copy=False))
+            overflow = _overflow(array, value, p)
+            if overflow:
+                problems.append(overflow)
+                continue
+            values[p.name] = value
         elif weights is None:
-            values[p.name] = initialise(p, seed)
+            with np.errstate(over="ignore", invalid="ignore"):
+                value = initialise(p, seed)
+            if p.dtype.is_float and not np.isfinite(value).all():
+                largest = float(np.finfo(p.dtype.numpy).max)
+                raise NetcTypeError(f"the initialiser {p.init} of parameter '{p.name}' makes values beyond the range "
+                                    f"of {p.dtype.value} (largest finite magnitude {largest:g})", p.span,
+                                    ["use smaller initialiser arguments, or a wider dtype"])
+            values[p.name] = value
     if problems:
         raise NetcWeightsError(f"{source} do not match network '{graph.name}': " + "; ".join(problems),
                                None, ["`netc params FILE` lists the expected names and shapes"])
     return values
+
+
+def _overflow(source: np.ndarray, value: np.ndarray, p: Param) -> str | None:
+    """A problem when narrowing to the parameter's float dtype turned finite values into
+    infinities (f64 1e300 into f32): never a silent inf."""
+    if not p.dtype.is_float or source.dtype.itemsize <= value.dtype.itemsize:
+        return None
+    with np.errstate(invalid="ignore"):
+        lost = np.isinf(value) & np.isfinite(source)
+    if not lost.any():
+        return None
+    first = float(source[np.unravel_index(int(np.argmax(lost)), source.shape)]) if source.ndim else float(source)
+    largest = float(np.finfo(p.dtype.numpy).max)
+    return (f"'{p.name}' holds {int(lost.sum()):,} value(s) beyond the range of {p.dtype.value} (e.g. {first:g}; "
+            f"largest finite magnitude {largest:g})")
 
 
 def _dtype_compatible(have: np.dtype, want: DType, cast: bool = False) -> bool:

@@ -215,7 +215,8 @@ def _types_text(values: list[Value]) -> str:
 
 
 def _generate(elab, span: Span, step: Any, init: Any, start: Any, max_len: int, stop: Any, sample: bool,
-              temperature: float | None, top_k: int | None, name: Any, extra: dict, spans: dict[str, Span]) -> Value:
+              temperature: float | None, top_k: int | None, beam: int, length_penalty: float, name: Any,
+              extra: dict, spans: dict[str, Span]) -> Value:
     fname = "generate"
     if not sample and (temperature is not None or top_k is not None):
         which = "temperature" if temperature is not None else "top_k"
@@ -231,6 +232,11 @@ def _generate(elab, span: Span, step: Any, init: Any, start: Any, max_len: int, 
     if stop is not None and not _is_int(stop):
         raise NetcTypeError(f"generate: 'stop' must be a token id (an integer) or none; got {describe(stop)}",
                             spans["stop"])
+    if beam < 1:
+        raise NetcTypeError(f"generate: 'beam' must be a positive number of hypotheses; got {beam}", spans["beam"])
+    if length_penalty < 0:
+        raise NetcTypeError(f"generate: 'length_penalty' must be >= 0; got {length_penalty:g}",
+                            spans["length_penalty"])
     _check_step(fname, step, 2, "state, prev_ids", extra, span, spans["step"])
     label = _begin(elab, "generate", span, name)
     if _is_int(start):
@@ -269,10 +275,21 @@ def _generate(elab, span: Span, step: Any, init: Any, start: Any, max_len: int, 
     _check_static_in_steps(fname, step, region, [*next_leaves, logits], span)
     region.outputs = {f"state{i}": v for i, v in enumerate(next_leaves)}
     region.outputs["logits"] = logits
-    (ids,) = _emit(elab, "generate", label, span, [*init_leaves, start],
-                   {"n_state": len(init_leaves), "max_len": max_len, "stop": stop, "length": f"{label}.len",
-                    "step": step.name, "sample": sample, "temperature": temperature or 1.0, "top_k": top_k,
-                    "seed": stream(label)}, region)
+    attrs = {"n_state": len(init_leaves), "max_len": max_len, "stop": stop, "length": f"{label}.len",
+             "step": step.name, "sample": sample, "temperature": temperature or 1.0, "top_k": top_k,
+             "seed": stream(label)}
+    if beam > 1:
+        from netc.compiler.beam import batch_axes
+
+        if sample:  # beam search keeps the k best hypotheses; it draws nothing
+            raise NetcTypeError("generate: beam search and sample=true do not combine", spans["beam"],
+                                ["use beam=k for the k most likely hypotheses, or sample=true to draw"])
+        attrs.update(beam=beam, length_penalty=length_penalty,
+                     batch_axes=batch_axes([v.type for v in init_leaves], batch, spans["init"]))
+        if isinstance(logits.type.shape[1], int) and logits.type.shape[1] < beam:
+            raise NetcShapeError(f"generate: beam={beam} needs at least {beam} candidate tokens; the logits "
+                                 f"are {logits.type}", spans["beam"])
+    (ids,) = _emit(elab, "generate", label, span, [*init_leaves, start], attrs, region)
     return ids
 
 
@@ -340,12 +357,14 @@ RECURRENCE: dict[str, Intrinsic] = {
         Intrinsic("generate", (Arg("step", "any"), Arg("init", "any"), Arg("start", "any"),
                                Arg("max_len", "int", 50), Arg("stop", "any", None), Arg("sample", "bool", False),
                                Arg("temperature", "float", None), Arg("top_k", "int", None, positive=True),
+                               Arg("beam", "int", 1), Arg("length_penalty", "float", 0.0),
                                Arg("name", "any", None), _EXTRA),
                   _with_spans(_generate),
                   "greedy decoding: (state, logits [N, V]) = step(state, prev_ids [N], **extra), next ids = "
                   "argmax(logits), or with sample=true drawn from softmax(logits / temperature) over the top_k "
                   "largest (all by default), from start ids until every sequence emitted stop or max_len steps; gives "
-                  "ids i64[L, N]. ONNX Loop with an early exit"),
+                  "ids i64[L, N]; beam=k keeps the k best hypotheses instead (length_penalty: GNMT's alpha). "
+                  "ONNX Loop with an early exit"),
         Intrinsic("recurse", (Arg("compose", "any"), Arg("leaves", "any"), Arg("children", "any"),
                               Arg("name", "any", None), _EXTRA),
                   _with_spans(_recurse),

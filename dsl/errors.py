@@ -139,6 +139,8 @@ def _quote(span: Span, sources: SourceCache) -> list[str]:
     if text is None:
         return []
     raw = text.rstrip()
+    if len(raw) > QUOTE_WIDTH:  # a 2M-character line: quote a window around the caret
+        raw, span = _window(raw, span)
     # Columns count characters; a tab shows as up to 4 spaces, so measure the caret on the
     # expanded text. Other control characters would garble the terminal: show them as '?'.
     start = len(raw[:max(span.col - 1, 0)].expandtabs(4))
@@ -149,14 +151,39 @@ def _quote(span: Span, sources: SourceCache) -> list[str]:
     return ["    " + text, "    " + " " * start + "^" + "~" * (end - start - 1)]
 
 
+QUOTE_WIDTH = 1000  # the most characters of a source line an error quotes
+MESSAGE_WIDTH = 1000  # a message quoting a 2M-character name shows its ends only
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MESSAGE_WIDTH:
+        return text
+    return text[:MESSAGE_WIDTH - 300] + f" ... ({len(text) - MESSAGE_WIDTH + 100:,} characters left out) ... " \
+        + text[-200:]
+
+
+def _window(raw: str, span: Span) -> tuple[str, Span]:
+    """The part of a long line around `span`'s column, marked with `...`, and the span
+    moved to match."""
+    start = max(span.col - 1 - QUOTE_WIDTH // 2, 0)
+    end = start + QUOTE_WIDTH
+    head = "..." if start > 0 else ""
+    tail = "..." if end < len(raw) else ""
+    shift = start - len(head)
+    last = span.end_col - shift if span.end_line == span.line else span.end_col
+    moved = Span(span.file, span.line, span.col - shift, span.line, min(max(last, span.col - shift + 1),
+                                                                        len(head) + QUOTE_WIDTH + 1))
+    return head + raw[start:end] + tail, moved
+
+
 def render(error: NetcError, sources: SourceCache) -> str:
     """`file:line:col: error: message`, the line, a caret under the span, hints, notes."""
     where = f"{error.span}: " if error.span else ""
-    lines = [f"{where}error: {error.message}"]
+    lines = [f"{where}error: {_clip(error.message)}"]
     if error.span:
         lines += _quote(error.span, sources)
-    lines += [f"  hint: {h}" for h in error.hints]
+    lines += [f"  hint: {_clip(h)}" for h in error.hints]
     for span, message in error.notes:
-        lines.append(f"{span}: note: {message}")
+        lines.append(f"{span}: note: {_clip(message)}")
         lines += _quote(span, sources)
     return "\n".join(lines)

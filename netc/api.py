@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 
 from netc import __version__, progress
+from netc.boundary import guarded
 from netc.compiler.elaborate import NetworkOptions, choose_network, elaborate_network
 from netc.compiler.ir import Graph
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
@@ -30,6 +31,7 @@ from netc.compiler.passes import PIPELINE
 from netc.compiler.program import Program, load_program
 from netc.dsl.errors import NetcInputError
 from netc.files import atomic_path, check_output_path
+from netc.runtime.inputs import MIN_SIZES_KEY, min_sizes_text
 
 if TYPE_CHECKING:  # the runtime (onnxruntime, the reference) loads only when a model runs
     from netc.runtime.bench import BenchResult
@@ -59,9 +61,10 @@ class Compiled:
     graph: Graph
     params: dict[str, np.ndarray]
     model: onnx.ModelProto
+    sources: tuple[str, ...] = ()  # every file the compile read (root, imports, weights): never outputs
 
     def save(self, path: str | Path, source: str | Path | None = None) -> Path:
-        return save_model(self.model, path, source)
+        return save_model(self.model, path, source, inputs=self.sources)
 
     def __repr__(self) -> str:  # one line: the weights would fill a notebook
         from netc.notebook import short_repr
@@ -95,12 +98,14 @@ def make_options(options: CompileOptions | None, overrides: Mapping[str, Any]) -
     return dataclasses.replace(base, **changes, settings=settings)
 
 
+@guarded
 def load(path: str | Path, source: str | None = None, allow_import_root: str | Path | None = None,
          limits: Limits = DEFAULT_LIMITS) -> Program:
     """Parse a `.net` file (or `source` text named `path`) with its imports."""
     return load_program(path, source, allow_import_root, limits)
 
 
+@guarded
 def build_graph(program: Program, network: str | None = None, settings: Mapping[str, Any] | None = None,
                 limits: Limits = DEFAULT_LIMITS) -> Graph:
     """Elaborate and shape-check one network, then run the IR passes."""
@@ -111,6 +116,7 @@ def build_graph(program: Program, network: str | None = None, settings: Mapping[
     return graph
 
 
+@guarded
 def check_file(path: str | Path, settings: Mapping[str, Any] | None = None, source: str | None = None,
                allow_import_root: str | Path | None = None, limits: Limits = DEFAULT_LIMITS,
                **more_settings: Any) -> list[Graph]:
@@ -121,6 +127,7 @@ def check_file(path: str | Path, settings: Mapping[str, Any] | None = None, sour
     return [build_graph(program, name, settings, limits) for name in program.networks]
 
 
+@guarded
 def compile_file(path: str | Path, options: CompileOptions | None = None, source: str | None = None,
                  **overrides: Any) -> Compiled:
     """Compile one network of a `.net` file to an ONNX model (not written to disk)."""
@@ -133,16 +140,21 @@ def compile_file(path: str | Path, options: CompileOptions | None = None, source
     with progress.stage("elaborate"):
         graph = build_graph(program, options.network, options.settings, options.limits)
     with progress.stage("weights"):
-        weights = read_weight_file(options.weights) if options.weights else None
+        expected = {p.name: p.shape for p in graph.params}  # tensors of other names or shapes are not read
+        weights = (read_weight_file(options.weights, expected, options.limits.max_param_bytes)
+                   if options.weights else None)
         source_name = f"weight file {options.weights}" if options.weights else "weights"
         params = materialise(graph, options.seed, weights, source_name, cast=options.cast_weights)
     metadata = {"netc.version": __version__, "netc.source": os.path.basename(str(path)),
                 "netc.network": graph.name, "netc.seed": str(options.seed)}
+    if graph.min_sizes.requirement_text():
+        metadata[MIN_SIZES_KEY] = min_sizes_text(graph.min_sizes.minima)
     if options.weights:
         metadata["netc.weights"] = os.path.basename(str(options.weights))
     with progress.stage("lower"):
         model = lower_graph(graph, params, options.opset, metadata, seed=options.seed)
-    return Compiled(graph, params, model)
+    read = [key for key in program.modules if Path(key).is_absolute()]  # files (not source text) read
+    return Compiled(graph, params, model, tuple(read + ([str(options.weights)] if options.weights else [])))
 
 
 def compile_source(text: str, name: str = "<string>.net", **overrides: Any) -> Compiled:
@@ -150,18 +162,22 @@ def compile_source(text: str, name: str = "<string>.net", **overrides: Any) -> C
     return compile_file(name, source=text, **overrides)
 
 
-def save_model(model: onnx.ModelProto, path: str | Path, source: str | Path | None = None) -> Path:
+@guarded
+def save_model(model: onnx.ModelProto, path: str | Path, source: str | Path | None = None,
+               inputs: Sequence[str | Path] = ()) -> Path:
     """Write `model` atomically. A model over 2 GB keeps its tensors in a data file beside it,
     `<name>.<hash>.data`, named after its content: the data is written first under its own
     name, then the model replaces the previous one in one rename, then the previous model's
     data file goes. A failure at any point leaves the previous pair (or nothing), never a
     model with data that is not its own. `model` itself is left as it was."""
-    out = check_output_path(path, source)
+    out = check_output_path(path, source, *inputs)
     if _weight_bytes(model) < EXTERNAL_DATA_THRESHOLD:
         with atomic_path(out) as tmp:
             tmp.write_bytes(model.SerializeToString())
         return out
-    _save_with_external_data(model, out)
+    # The data file goes beside the model as the user named it (a symlinked -o: beside the
+    # link, where loading through that name looks for it); the model goes where the name points.
+    _save_with_external_data(model, out, Path(os.path.abspath(path)))
     return out
 
 
@@ -179,20 +195,21 @@ def _weight_bytes(model: onnx.ModelProto) -> int:
 
 def model_files(path: str | Path) -> list[Path]:
     """A saved model file and the external data files it refers to (beside it)."""
-    out = Path(path)
+    out = Path(path)  # data files lie beside the model as named (a link: beside the link)
     return [out, *(out.parent / name for name in sorted(_external_locations(out)))]
 
 
 _STAGED_DATA = "tensors.data"
 
 
-def _save_with_external_data(model: onnx.ModelProto, out: Path) -> None:
-    folder = out.resolve().parent
+def _save_with_external_data(model: onnx.ModelProto, out: Path, named: Path | None = None) -> None:
+    named = named or out
+    folder = named.parent
     # onnx.save_model moves the tensors of the model it is given out into the data file (and
     # points the model at it): hand it a copy, so the caller's model keeps its weights.
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=folder))
+    staging = Path(tempfile.mkdtemp(prefix=f".{named.name[:64]}.", dir=folder))
     data_path: Path | None = None
     created = replaced = False
     try:
@@ -200,7 +217,7 @@ def _save_with_external_data(model: onnx.ModelProto, out: Path) -> None:
                         location=_STAGED_DATA, size_threshold=1024)
         staged = staging / _STAGED_DATA
         if staged.exists():
-            data_name = f"{out.name}.{_file_digest(staged)}.data"
+            data_name = f"{named.name}.{_file_digest(staged)}.data"
             for tensor in _all_tensors(copy.graph):
                 for entry in tensor.external_data:
                     if entry.key == "location":
@@ -213,7 +230,11 @@ def _save_with_external_data(model: onnx.ModelProto, out: Path) -> None:
         if data_path is not None:
             created = not data_path.exists()  # else the same content is there already
             os.replace(staged, data_path)
-        os.replace(staging / out.name, out)
+        if out.parent.resolve() == folder.resolve():
+            os.replace(staging / out.name, out)
+        else:  # a link to another folder, maybe another file system: no rename across
+            with atomic_path(out) as tmp:
+                shutil.copyfile(staging / out.name, tmp)
         replaced = True
     finally:
         if not replaced and created and data_path is not None:
@@ -221,7 +242,7 @@ def _save_with_external_data(model: onnx.ModelProto, out: Path) -> None:
                 data_path.unlink()
         shutil.rmtree(staging, ignore_errors=True)
     for name in previous - ({data_path.name} if data_path else set()):
-        if _is_own_data_name(out, name):  # a file this function wrote for the previous model
+        if _is_own_data_name(named, name):  # a file this function wrote for the previous model
             with contextlib.suppress(OSError):
                 (folder / name).unlink()
 
@@ -269,11 +290,13 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+@guarded
 def open_model(model: Compiled | onnx.ModelProto | str | Path, provider: str = "cpu", threads: int = 0,
                options: CompileOptions | None = None) -> tuple[Session, list[InputSpec]]:
     """An onnxruntime session and the input specs of a model: a `Compiled`, a `ModelProto`,
     a `.onnx` file, or a `.net` file (compiled with `options`)."""
-    from netc.runtime.inputs import integer_bounds, specs_from_session, with_bounds
+    from netc.runtime.input_values import value_rules
+    from netc.runtime.inputs import integer_bounds, integer_lows, specs_from_session, with_bounds
     from netc.runtime.session import make_session
 
     if isinstance(model, (str, Path)) and Path(model).suffix == ".net":
@@ -282,13 +305,17 @@ def open_model(model: Compiled | onnx.ModelProto | str | Path, provider: str = "
         raise NetcInputError(f"model file not found: {model}")
     compiled = model if isinstance(model, Compiled) else None
     session = make_session(compiled.model if compiled else model, provider, threads)
+    if compiled is not None:  # onnxruntime's failures point at the op's source line
+        session.spans = {op.label: op.span for op in compiled.graph.walk() if op.label and op.span}
+        session.value_rules = value_rules(compiled.graph)
     specs = specs_from_session(session.session)
     if compiled is not None:  # integer inputs draw random values in range of the ops using them
-        specs = with_bounds(specs, integer_bounds(compiled.graph))
+        specs = with_bounds(specs, integer_bounds(compiled.graph), integer_lows(compiled.graph))
         session.graph = compiled.graph
     return session, specs
 
 
+@guarded
 def run(model: Compiled | onnx.ModelProto | str | Path, inputs: Mapping[str, np.ndarray] | None = None,
         provider: str = "cpu", threads: int = 0, random: bool = False, seed: int = 0,
         sizes: Mapping[str, int] | None = None, cast_inputs: bool = False) -> dict[str, np.ndarray]:
@@ -304,10 +331,11 @@ def run(model: Compiled | onnx.ModelProto | str | Path, inputs: Mapping[str, np.
     session, specs = open_model(model, provider, threads)
     feeds = cast(specs, inputs or {}) if cast_inputs else dict(inputs or {})
     if random:
-        feeds = random_inputs(specs, seed, sizes, default=1, given=feeds)
+        feeds = random_inputs(specs, seed, sizes, default=1, given=feeds, minima=session.min_sizes)
     return run_session(session, feeds, specs)
 
 
+@guarded
 def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: int | Sequence[int] = 3,
                 rtol: float | None = None, atol: float | None = None, per_op: bool = False,
                 provider: str = "cpu", source: str | None = None, **overrides: Any) -> VerifyReport:
@@ -324,6 +352,7 @@ def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: 
                       options.opset, provider)
 
 
+@guarded
 def bench(model: Compiled | onnx.ModelProto | str | Path, batches: Sequence[int] | None = None,
           iterations: int | None = None, seconds: float | None = None, warmup: int = 5,
           sizes: Mapping[str, int] | None = None, batch_dim: str | None = None, provider: str = "cpu",

@@ -5,6 +5,7 @@ message), 2 bad usage, 3 a bug in netc (with the traceback), 130 interrupted."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -14,11 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netc import __version__, api, progress
+from netc import __version__, api, progress, scaleout_cli
+from netc.boundary import translate
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.lowering import DEFAULT_OPSET, SUPPORTED_OPSETS
 from netc.dsl.errors import NetcError, NetcInputError, NetcVerifyError, SourceCache, render
 from netc.files import check_output_path
+from netc.outputs import check_stdout
 from netc.report import check_table, human_bytes, params_table
 
 if TYPE_CHECKING:
@@ -79,7 +82,10 @@ def parse_bytes(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"'{text}' is not a size such as 16G or 512M")
     scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[match.group(2).upper()]
-    return int(float(match.group(1)) * scale)
+    value = int(float(match.group(1)) * scale)
+    if value < 1:  # 0 would otherwise silently mean "the default"
+        raise argparse.ArgumentTypeError(f"'{text}': the limit must be at least 1 byte")
+    return value
 
 
 def _number_at_least(parse, minimum, noun: str, expected: str):
@@ -97,9 +103,39 @@ def _number_at_least(parse, minimum, noun: str, expected: str):
     return convert
 
 
+def _number_between(parse, minimum, maximum, noun: str, expected: str):
+    """An argparse type: `parse(text)` within [minimum, maximum] (NaN and inf refused)."""
+    at_least = _number_at_least(parse, minimum, noun, expected)
+
+    def convert(text: str):
+        value = at_least(text)
+        if not value <= maximum:
+            raise argparse.ArgumentTypeError(f"'{text}': expected {expected}")
+        return value
+
+    return convert
+
+
+MAX_SEED = 2**63 - 1
+# More intra-op threads than 4 per core only adds contention (and 10^5 threads take minutes to start).
+MAX_THREADS = 4 * (os.cpu_count() or 1)
+MAX_SECONDS = 24 * 3600.0
+MAX_VERIFY_SEEDS = 1000
+seed_int = _number_between(int, 0, MAX_SEED, "an integer", "a seed from 0 to 2**63-1")
+thread_count = _number_between(int, 0, MAX_THREADS, "an integer",
+                               f"0 (onnxruntime's choice) to {MAX_THREADS} (4 per CPU core)")
+duration = _number_between(float, 1e-6, MAX_SECONDS, "a number", "a finite number of seconds, > 0 and <= 86400")
+verify_seeds = _number_between(int, 1, MAX_VERIFY_SEEDS, "an integer", f"1 to {MAX_VERIFY_SEEDS} seeds")
 positive_int = _number_at_least(int, 1, "an integer", "a positive integer")
 non_negative_int = _number_at_least(int, 0, "an integer", "0 or more")
 non_negative_float = _number_at_least(float, 0.0, "a number", "a number >= 0")
+# Scale-out and tool options: a pool of 10^20 workers or a port of 99999 is a typo, refused
+# here rather than by the thread pool, Triton or the socket layer.
+MAX_WORKERS = 1024
+worker_count = _number_between(int, 1, MAX_WORKERS, "an integer", f"1 to {MAX_WORKERS}")
+int32_count = _number_between(int, 1, 2**31 - 1, "an integer", "a positive integer below 2**31")
+row_count = _number_between(int, 1, 2**62, "an integer", "a positive integer up to 2**62")
+port_number = _number_between(int, 1, 65535, "an integer", "a port from 1 to 65535")
 
 
 # --------------------------------------------------------------------------- the parser
@@ -115,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check shapes; print layers, parameters and FLOPs",
                        description="Check every network of FILE (or one, with --network) and print a table "
                                    "per network: each layer's output shape, parameter count and FLOPs, then "
-                                   "the totals. FLOPs take symbolic dims as 1 unless set with --set.")
+                                   "the totals, and the least sizes of symbolic dims the network needs. FLOPs take "
+                                   "symbolic dims at those least sizes (else 1) unless set with --set.")
     p.add_argument("file", metavar="FILE", help="a .net file")
     _network_options(p, all_networks=True)
     p.set_defaults(handler=cmd_check)
@@ -167,12 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="untimed runs per batch size (default 5)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--iterations", type=positive_int, metavar="I", help="timed runs per batch size")
-    budget.add_argument("--seconds", type=non_negative_float, metavar="S",
+    budget.add_argument("--seconds", type=duration, metavar="S",
                         help="time budget per batch size (default 1 s, at least 5 runs)")
     p.add_argument("--batch-dim", metavar="NAME",
                    help="the symbolic dim that --batch sizes (default: N, else the first symbolic dim that "
                         "is not a sequence axis such as T)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument("--plot", metavar="OUT.png|OUT.svg", help="also draw latency percentiles and throughput "
+                                                              "against batch size (needs the 'plot' extra)")
     _runtime_options(p)
     _model_options(p)
     p.set_defaults(handler=cmd_bench)
@@ -180,12 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="compare onnxruntime with the NumPy reference, op by op",
                        description="Compile one network of FILE, run it on onnxruntime and on the independent "
                                    "NumPy reference with random inputs (one draw per seed; symbolic dims take "
-                                   "sizes 2 and 3), and compare every output. On a mismatch the first op "
-                                   "whose result diverges is reported at its source line, and the exit "
-                                   "code is 1. Default tolerances (rtol/atol): f32 1e-4/1e-5, f64 "
+                                   "sizes 2 and 3, raised to the least sizes the network needs), and compare "
+                                   "every output. On a mismatch the first op whose result diverges is reported "
+                                   "at its source line, and the exit code is 1. Default tolerances (rtol/atol): f32 1e-4/1e-5, f64 "
                                    "1e-9/1e-11, f16 1e-2/1e-2; integers exact.")
     p.add_argument("file", metavar="FILE", help="a .net file")
-    p.add_argument("--seeds", type=positive_int, default=3, metavar="K", help="input draws (default 3)")
+    p.add_argument("--seeds", type=verify_seeds, default=3, metavar="K",
+                   help=f"input draws (default 3, at most {MAX_VERIFY_SEEDS})")
     p.add_argument("--rtol", type=non_negative_float, help="relative tolerance for every float output")
     p.add_argument("--atol", type=non_negative_float, help="absolute tolerance for every float output")
     p.add_argument("--per-op", action="store_true", help="also print every op's comparison (first seed)")
@@ -198,8 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     from netc import weights_cli  # `netc weights import`
 
     weights_cli.add_parser(sub, _network_options)
+    from netc import tool_commands  # lsp, graph, view: their extras load inside the commands
+
+    tool_commands.register(sub, _network_options, non_negative_int)
+    scaleout_cli.add_commands(sub)  # batch, export triton
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (shown only on a terminal)")
     for command in sub.choices.values():  # `netc compile -q` as well as `netc -q compile`
+        own = next((a for a in command._actions if "-q" in a.option_strings), None)
+        if own is not None:  # a command with its own -q (batch) keeps it; `netc -q batch` still counts
+            own.default = argparse.SUPPRESS
+            continue
         command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                              help="no progress on stderr (shown only on a terminal)")
     return parser
@@ -223,7 +271,7 @@ def _weight_options(p: argparse.ArgumentParser) -> None:
                    help=f"ONNX opset ({SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}, default {DEFAULT_OPSET})")
     p.add_argument("--weights", metavar="W.npz|W.safetensors",
                    help="trained weights by parameter name (see `netc params`); default: initialise from --seed")
-    p.add_argument("--seed", type=int, default=0, help="seed of the parameter initialisers (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the parameter initialisers (default 0)")
     p.add_argument("--cast-weights", action="store_true",
                    help="convert weights of another float dtype (f64, f16) to the parameter's; refused without it")
 
@@ -231,15 +279,16 @@ def _weight_options(p: argparse.ArgumentParser) -> None:
 def _runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--provider", choices=sorted(PROVIDERS), default="cpu",
                    help="onnxruntime provider (default cpu; cuda falls back to cpu, saying so)")
-    p.add_argument("--threads", type=non_negative_int, default=0, metavar="K",
-                   help="intra-op threads (default: onnxruntime's choice)")
+    p.add_argument("--threads", type=thread_count, default=0, metavar="K",
+                   help=f"intra-op threads (default: onnxruntime's choice; at most {MAX_THREADS}, 4 per core)")
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], type=parse_setting, metavar="NAME=VALUE", dest="settings",
                    help="size of a symbolic dim of a .onnx model (default 1); for a .net model, any network "
                         "parameter or dim, fixed at compile time (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random inputs and of .net initialisers (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help="seed of random inputs and of .net initialisers (default 0)")
     group = p.add_argument_group("when MODEL is a .net file")
     group.add_argument("--network", "-n", metavar="NAME", help="which network of the file")
     group.add_argument("--weights", metavar="W.npz|W.safetensors", help="trained weights by parameter name")
@@ -323,11 +372,11 @@ def cmd_params(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     source = _require_file(args.file)
     out = Path(args.output) if args.output else Path(source.stem + ".onnx")
-    check_output_path(out, source, args.weights)  # before the work, so a mistake costs nothing
+    check_output_path(args.output or out, source, args.weights)  # before the work: a mistake costs nothing
     start = time.perf_counter()
     compiled = api.compile_file(source, _options(args))
     with progress.stage("save"):
-        api.save_model(compiled.model, out, source)
+        api.save_model(compiled.model, out, source, inputs=compiled.sources)
     ms = (time.perf_counter() - start) * 1e3
     total = sum(p.size for p in compiled.graph.params)
     trainable = sum(p.size for p in compiled.graph.params if p.trainable)
@@ -344,14 +393,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     sources = [args.model, args.inputs, *(pair.partition("=")[2] for pair in args.input)]
     if args.output:
         check_output_path(args.output, *sources)
-    given = read_inputs(args.input, args.inputs)
     session, specs, sizes = _open(args)
+    given = read_inputs(args.input, args.inputs, specs)  # sizes checked against the model before reading
     if args.cast_inputs:
         from netc.runtime.casting import cast_inputs
 
         given = cast_inputs(specs, given)
     if args.random:
-        feeds = random_inputs(specs, args.seed, sizes, default=1, given=given)
+        feeds = random_inputs(specs, args.seed, sizes, default=1, given=given, minima=session.min_sizes)
         made = [s for s in specs if s.name not in given]
         if made:
             shapes = ", ".join(f"{s.name}: {s.type_name}{list(feeds[s.name].shape)}" for s in made)
@@ -371,6 +420,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from netc.runtime import bench as bench_mod
 
+    if args.plot:
+        from netc.bench_plot import check_plot_path, plot_bench
+
+        check_plot_path(args.plot, args.model)
     session, specs, sizes = _open(args)
     results = bench_mod.bench(session, specs, args.batch, args.warmup, args.iterations, args.seconds, sizes,
                               args.seed, args.batch_dim)
@@ -381,6 +434,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(bench_mod.to_json(results, str(args.model), batch_name))
     else:
         print(bench_mod.format_table(results, batch_name))
+    if args.plot:
+        print(f"wrote {plot_bench(results, batch_name, Path(args.model).name, args.plot)}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -407,12 +462,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, and usage errors (exit 2)
         return done.code if isinstance(done.code, int) else EXIT_USAGE
     try:
+        check_stdout()
         with progress.reporting(getattr(args, "quiet", False)):  # stages on stderr, if a terminal
-            return args.handler(args)
+            code = args.handler(args)
+        sys.stdout.flush()  # a full or closed stdout is an error now, not at exit
+        return code
     except NetcError as err:
-        sys.stdout.flush()
-        print(render(err, SourceCache()), file=sys.stderr)
-        return EXIT_INPUT
+        return _report(err)
     except KeyboardInterrupt:
         print("netc: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -420,6 +476,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    except Exception:
+    except Exception as err:
+        translated = translate(err)  # the OS, NumPy or onnxruntime refusing what the user gave
+        if translated is not None:
+            return _report(translated)
         print("netc: internal error, please report\n" + traceback.format_exc(), file=sys.stderr, end="")
         return EXIT_INTERNAL
+
+
+def _report(err: NetcError) -> int:
+    with contextlib.suppress(OSError, AttributeError):  # stdout may be full, or closed (None)
+        sys.stdout.flush()
+    print(render(err, SourceCache()), file=sys.stderr)
+    return EXIT_INPUT

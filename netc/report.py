@@ -48,14 +48,15 @@ def op_params(op: Op) -> list[Param]:
     return list(seen.values())
 
 
-def op_flops(op: Op) -> int:
-    """The op's FLOP count with every symbolic dim taken as 1."""
-    return D.evaluate(REGISTRY[op.kind].flops(op), {}, default=1)
+def op_flops(op: Op, sizes: dict[str, int] | None = None) -> int:
+    """The op's FLOP count with symbolic dims at `sizes` (the network's least sizes), else 1."""
+    return D.evaluate(REGISTRY[op.kind].flops(op), sizes or {}, default=1)
 
 
 def layer_rows(graph: Graph) -> list[LayerRow]:
     """One row per op; a parameter is counted at the first op that reads it, so a shared or
-    tied tensor counts once and the column adds up to the total."""
+    tied tensor counts once and the column adds up to the total. FLOPs at the least sizes."""
+    sizes = graph.min_sizes.minima
     counted: set[str] = set()
     rows = []
     for op in graph.ops:
@@ -64,8 +65,15 @@ def layer_rows(graph: Graph) -> list[LayerRow]:
         new = [p for p in op_params(op) if p.name not in counted]
         counted.update(p.name for p in new)
         rows.append(LayerRow(op.label or op.kind, op.kind, ", ".join(str(v.type) for v in op.outputs),
-                             sum(p.size for p in new), op_flops(op)))
+                             sum(p.size for p in new), op_flops(op, sizes)))
     return rows
+
+
+def requirement_lines(graph: Graph) -> list[str]:
+    """`needs T ≥ 5 (conv1d0 at f.net:4:7)`: the least sizes of symbolic dims, and where."""
+    found = graph.min_sizes
+    return [f"needs {name} ≥ {least}" + (f" (from {found.spans[name]})" if found.spans.get(name) else "")
+            for name, least in found.minima.items() if least > 1]
 
 
 def symbolic_dims(graph: Graph) -> list[str]:
@@ -96,10 +104,12 @@ def check_table(graph: Graph) -> str:
     dims = symbolic_dims(graph)
     flop_note = ""
     if dims:
-        flop_note = (f"  (symbolic dims {', '.join(dims)} counted as 1; "
-                     f"set sizes with --set {dims[0]}=...)")
+        at = ", ".join(f"{d}={graph.min_sizes.minima.get(d, 1)}" for d in dims)
+        flop_note = f"  (symbolic dims at their least sizes {at}; set sizes with --set {dims[0]}=...)"
+    needs = requirement_lines(graph)
     lines += [
         "",
+        *(["sizes: " + "; ".join(needs)] if needs else []),
         f"trainable parameters:     {trainable:,}",
         f"non-trainable parameters: {frozen:,}",
         f"parameter memory:         {human_bytes(nbytes)}",

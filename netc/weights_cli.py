@@ -57,9 +57,10 @@ def cmd_weights_import(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".npz", ".safetensors"):
         raise NetcWeightsError(f"-o {out}: write .npz or .safetensors")
     check_output_path(out, state_path, args.net)
-    state = read_weight_file(state_path)
-    program = api.load(args.net, allow_import_root=args.allow_import_root, limits=_limits(args))
-    graph = api.build_graph(program, args.network, _settings(args), _limits(args))
+    limits = _limits(args)
+    state = read_weight_file(state_path, limit=limits.max_param_bytes)  # sizes checked before reading
+    program = api.load(args.net, allow_import_root=args.allow_import_root, limits=limits)
+    graph = api.build_graph(program, args.network, _settings(args), limits)
     rules = read_rules(args.map) if args.map else None
     result = import_state_dict(state, graph, rules, cast=args.cast_weights)
     print(result.report())

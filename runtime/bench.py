@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from netc import progress
+from netc.boundary import is_onnxruntime_error
 from netc.dsl.errors import NetcInputError
 from netc.runtime.inputs import InputSpec, random_inputs
 from netc.runtime.ort_errors import translate
@@ -99,8 +100,9 @@ def bench(session: Session, specs: Sequence[InputSpec], batches: Sequence[int] |
         seconds = 1.0
     sizes = dict(sizes or {})
     batch_name = batch_dim(specs, batch_name)
+    least = session.min_sizes.get(batch_name, 1) if batch_name else 1  # the model's least batch size
     if batches is None:
-        batches = [sizes.get(batch_name, 1) if batch_name else 1]
+        batches = [sizes.get(batch_name, least) if batch_name else 1]
     if not batches:
         raise NetcInputError("--batch needs at least one size")
     if batch_name is None and (len(batches) > 1 or batches[0] != 1):
@@ -116,16 +118,19 @@ def bench(session: Session, specs: Sequence[InputSpec], batches: Sequence[int] |
     for batch in batches:
         if batch < 1:
             raise NetcInputError(f"batch sizes are positive; got {batch}")
+        if batch < least:
+            raise NetcInputError(f"batch size {batch} is below the least size the model needs ({batch_name} ≥ {least})",
+                                 None, [f"use --batch {least} or more"])
         env = {**sizes, batch_name: batch} if batch_name is not None else sizes
-        feeds = random_inputs(specs, seed, env, default=1)
+        feeds = random_inputs(specs, seed, env, default=1, minima=session.min_sizes)
 
         def run_once(feeds=feeds, batch=batch) -> None:
             try:
                 session.session.run(names, feeds)
             except Exception as err:  # onnxruntime's own error types: name the op and the inputs
-                if type(err).__module__.startswith("onnxruntime"):
+                if is_onnxruntime_error(err):
                     raise translate(err, specs, feeds, session.graph,
-                                    f"onnxruntime failed at batch size {batch}") from None
+                                    f"onnxruntime failed at batch size {batch}", session.spans) from None
                 raise
 
         with progress.stage(f"batch {batch}"):

@@ -9,8 +9,8 @@ ONNX `dim_param` spells it (`N`, `2*T`, `(T + 1)//2`).
 from __future__ import annotations
 
 import ast
+import math
 import re
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +21,7 @@ from netc.compiler import dims as D
 from netc.compiler.ir import Graph, Op, Value
 from netc.dsl.errors import NetcInputError, did_you_mean
 
+MAX_DIM_TEXT = 1000  # longer dim_param strings (a foreign model's) are names, not parsed
 _UNSPACED_SIGN = re.compile(r"\w[+-]|(?<=.)[+-]\w")
 DEFAULT_INT_HIGH = 2  # integer inputs with no known bound draw from [0, 2)
 
@@ -40,7 +41,8 @@ class InputSpec:
     dtype: np.dtype | None  # None: a type NumPy cannot hold (bfloat16, strings)
     shape: tuple[int | str, ...]
     type_name: str = ""  # how the model spells the type, for messages
-    int_high: int = DEFAULT_INT_HIGH  # random integer values are drawn from [0, int_high)
+    int_high: int = DEFAULT_INT_HIGH  # random integer values are drawn from [int_low, int_high)
+    int_low: int = 0  # 1 for an integer divisor: a random 0 would be a division by zero
 
     def __str__(self) -> str:
         dtype = self.type_name or str(self.dtype)
@@ -67,8 +69,21 @@ def specs_from_session(session) -> list[InputSpec]:
     return specs
 
 
-def with_bounds(specs: Sequence[InputSpec], bounds: Mapping[str, int]) -> list[InputSpec]:
-    return [replace(s, int_high=bounds[s.name]) if s.name in bounds else s for s in specs]
+def with_bounds(specs: Sequence[InputSpec], bounds: Mapping[str, int],
+                lows: Mapping[str, int] | None = None) -> list[InputSpec]:
+    lows = lows or {}
+    out = [replace(s, int_high=bounds[s.name]) if s.name in bounds else s for s in specs]
+    return [replace(s, int_low=lows[s.name], int_high=max(s.int_high, lows[s.name] + 1)) if s.name in lows else s
+            for s in out]
+
+
+def integer_lows(graph: Graph) -> dict[str, int]:
+    """Integer inputs that an op divides by, or `last`'s lengths: random values start at 1."""
+    names = {id(v): v.name for v in graph.inputs if v.type.dtype.is_int}
+    # `last(lengths=)` needs 1 or more too: a sequence of no steps has no last one
+    return {names[id(op.inputs[1])]: 1 for op in graph.walk()
+            if op.kind in ("div", "floordiv", "mod", "last") and len(op.inputs) > 1 and op.inputs[1] is not None
+            and id(op.inputs[1]) in names}
 
 
 def integer_bounds(graph: Graph) -> dict[str, int]:
@@ -139,7 +154,7 @@ def _parse_dim(text: str) -> ast.Expression | None:
     """Parse `N`, `2*T - 1`, `(T + 1)//2` with Python's parser (nothing is evaluated by
     it); anything outside integer arithmetic over names is an opaque dim name. netc writes
     spaces around `+` and `-`, so `batch-size` (from another exporter) is a name."""
-    if _UNSPACED_SIGN.search(text):
+    if len(text) > MAX_DIM_TEXT or _UNSPACED_SIGN.search(text):  # a huge expression: an opaque name
         return None
     try:
         tree = ast.parse(text, mode="eval")
@@ -172,46 +187,54 @@ def _eval(node: ast.expr, env: Mapping[str, int]) -> int:
 
 
 # --------------------------------------------------------------------------- reading
-def read_inputs(pairs: Iterable[str] = (), npz: str | Path | None = None) -> dict[str, np.ndarray]:
+MAX_INPUT_BYTES = 4 * 2**30  # one input file: far above any batch netc's examples take, far below RAM
+
+
+def read_inputs(pairs: Iterable[str] = (), npz: str | Path | None = None,
+                specs: Sequence[InputSpec] | None = None, limit: int = MAX_INPUT_BYTES) -> dict[str, np.ndarray]:
     """Arrays from `--inputs FILE.npz` (keys are input names) and `--input NAME=FILE.npy`
-    (which win over the archive)."""
+    (which win over the archive). Every size is checked before it is read (see
+    `netc.array_files`); with the model's `specs`, an array of a name or shape the model
+    does not take is not read at all, and `check_inputs` reports it."""
+    expected = None if specs is None else {s.name: tuple(d if isinstance(d, int) else None for d in s.shape)
+                                           for s in specs}
     arrays: dict[str, np.ndarray] = {}
     if npz is not None:
-        arrays.update(_load(Path(npz), expect_archive=True))
+        arrays.update(_load(Path(npz), True, expected, limit))
     for pair in pairs:
         name, sep, file = pair.partition("=")
         if not sep or not name or not file:
             raise NetcInputError(f"--input {pair}: expected NAME=FILE.npy")
-        loaded = _load(Path(file), expect_archive=False)
+        one = None if expected is None else {Path(file).stem: expected.get(name, ())}
+        loaded = _load(Path(file), False, one, limit)
         arrays[name] = next(iter(loaded.values()))
     return arrays
 
 
-def _load(path: Path, expect_archive: bool) -> dict[str, np.ndarray]:
+def _load(path: Path, expect_archive: bool, expected: Mapping[str, tuple] | None, limit: int) -> dict[str, np.ndarray]:
+    from netc.array_files import read_npy, read_npz
+
     if not path.is_file():
-        raise NetcInputError(f"input file not found: {path}")
+        raise NetcInputError(f"input file not found: {path}" if not path.exists() else f"{path} is not a file")
     try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "pickle" in reason.lower():
-            reason = "it holds Python objects, which netc does not load"
-        raise NetcInputError(f"cannot read {path} as a NumPy file: {reason}", None,
-                             ["save plain numeric arrays with numpy.save / numpy.savez"]) from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            try:
-                arrays = {k: data[k] for k in data.files}
-            except ValueError as err:
-                raise NetcInputError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as err:
+        raise NetcInputError(f"cannot read {path}: {err.strerror}") from None
+    if magic.startswith(b"PK"):
+        arrays = read_npz(path, limit, expected, NetcInputError)
         if not expect_archive and len(arrays) != 1:
             raise NetcInputError(f"--input wants one array; {path} holds {len(arrays)}", None,
                                  ["pass an archive of named arrays with --inputs FILE.npz"])
         return arrays
+    if magic != b"\x93NUMPY":
+        raise NetcInputError(f"cannot read {path} as a NumPy file: it is neither .npy nor .npz", None,
+                             ["save plain numeric arrays with numpy.save / numpy.savez"])
     if expect_archive:
         raise NetcInputError(f"--inputs wants a .npz archive of named arrays; {path} holds one array",
                              None, [f"pass it as --input NAME={path}"])
-    return {path.stem: data}
+    shape = None if expected is None else next(iter(expected.values()))
+    return {path.stem: read_npy(path, limit, shape, NetcInputError)}
 
 
 # --------------------------------------------------------------------------- checking
@@ -272,18 +295,47 @@ def check_inputs(specs: Sequence[InputSpec], arrays: Mapping[str, np.ndarray], p
 
 
 # --------------------------------------------------------------------------- making up
-def resolve_sizes(specs: Sequence[InputSpec], sizes: Mapping[str, int], default: int | Sequence[int] = 1) -> dict[str, int]:
+def resolve_sizes(specs: Sequence[InputSpec], sizes: Mapping[str, int], default: int | Sequence[int] = 1,
+                  minima: Mapping[str, int] | None = None) -> dict[str, int]:
     """A value for every symbolic dim: from `sizes`, else `default` (an int, or a cycle of
-    ints given to the dims in order of appearance)."""
+    ints given to the dims in order of appearance), shifted up to the least size the model
+    needs (`minima`: a cycle 2, 3 becomes 5, 6 for a dim that must be at least 5)."""
     cycle = [default] if isinstance(default, int) else list(default)
+    minima = minima or {}
     env = dict(sizes)
     k = 0
     for spec in specs:
         for s in spec.symbols():
             if s not in env:
-                env[s] = cycle[k % len(cycle)]
+                value = cycle[k % len(cycle)]
+                env[s] = max(value, minima.get(s, 1) + value - min(cycle))
                 k += 1
+    for name, least in minima.items():
+        if name in sizes and sizes[name] < least:
+            raise NetcInputError(f"{name} = {sizes[name]} is below the least size the model needs "
+                                 f"({name} ≥ {least})", None, [f"use --set {name}={least} or more"])
     return env
+
+
+MIN_SIZES_KEY = "netc.min_sizes"  # model metadata: `T=5,H=7`, the least sizes of symbolic dims
+
+
+def min_sizes_text(minima: Mapping[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in minima.items() if v > 1)
+
+
+def min_sizes_of(session) -> dict[str, int]:
+    """The least sizes a netc-compiled model records in its metadata (none for others)."""
+    try:
+        text = session.get_modelmeta().custom_metadata_map.get(MIN_SIZES_KEY, "")
+    except Exception:  # metadata is a courtesy: a model without it just has no minima
+        return {}
+    found = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        if name.isidentifier() and value.isdigit() and len(value) < 19:
+            found[name] = int(value)
+    return found
 
 
 def random_array(spec: InputSpec, env: Mapping[str, int], rng: np.random.Generator) -> np.ndarray:
@@ -296,20 +348,29 @@ def random_array(spec: InputSpec, env: Mapping[str, int], rng: np.random.Generat
             raise NetcInputError(f"input '{spec.name}': cannot tell the size of dim {d}",
                                  None, [f"give it with --set {dim_symbols(str(d))[0]}=..."])
         shape.append(n)
+    nbytes = math.prod(shape) * spec.dtype.itemsize
+    if nbytes > MAX_INPUT_BYTES:  # `--set N=10**12` or `--batch 10**12`: refuse, do not try
+        raise NetcInputError(f"a random input '{spec.name}' of shape {shape} would take {nbytes / 2**30:,.1f} GiB, "
+                             f"over the limit of {MAX_INPUT_BYTES / 2**30:.0f} GiB for one input", None,
+                             ["use smaller sizes with --set or --batch"])
     if spec.dtype == np.bool_:
-        return rng.integers(0, 2, shape).astype(bool)
+        return rng.integers(0, 2, shape, dtype=np.int8).astype(bool)
     if np.issubdtype(spec.dtype, np.integer):
-        return rng.integers(0, max(spec.int_high, 1), shape).astype(spec.dtype)
-    return rng.standard_normal(shape).astype(spec.dtype)
+        return rng.integers(spec.int_low, max(spec.int_high, spec.int_low + 1), shape, dtype=spec.dtype)
+    if spec.dtype == np.float64:
+        return rng.standard_normal(shape)
+    # drawn as float32 directly: no float64 array three times the input's size on the way
+    return rng.standard_normal(shape, dtype=np.float32).astype(spec.dtype, copy=False)
 
 
 def random_inputs(specs: Sequence[InputSpec], seed: int = 0, sizes: Mapping[str, int] | None = None,
-                  default: int | Sequence[int] = 1, given: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                  default: int | Sequence[int] = 1, given: Mapping[str, np.ndarray] | None = None,
+                  minima: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
     """Every input: the `given` arrays, and random ones for the rest, whose symbolic dims
-    agree with the given arrays, then `sizes`, then `default`."""
+    agree with the given arrays, then `sizes`, then `default` raised to `minima`."""
     given = dict(given or {})
     fixed = check_inputs(specs, given, partial=True)
-    env = resolve_sizes(specs, {**(sizes or {}), **fixed}, default)
+    env = resolve_sizes(specs, {**(sizes or {}), **fixed}, default, minima)
     rng = np.random.default_rng(seed)
     return {s.name: given[s.name] if s.name in given else random_array(s, env, rng) for s in specs}
 
@@ -317,6 +378,7 @@ def random_inputs(specs: Sequence[InputSpec], seed: int = 0, sizes: Mapping[str,
 def graph_specs(graph: Graph) -> list[InputSpec]:
     """Input specs of an IR graph (as its ONNX model will declare them), with integer bounds."""
     bounds = integer_bounds(graph)
+    lows = integer_lows(graph)
     specs = []
     for v in graph.inputs:
         try:
@@ -324,5 +386,7 @@ def graph_specs(graph: Graph) -> list[InputSpec]:
         except TypeError:
             dtype = None
         shape = tuple(d if isinstance(d, int) else D.dim_str(d) for d in v.type.shape)
-        specs.append(InputSpec(v.name, dtype, shape, v.type.dtype.value, bounds.get(v.name, DEFAULT_INT_HIGH)))
+        high = bounds.get(v.name, DEFAULT_INT_HIGH)
+        low = lows.get(v.name, 0)
+        specs.append(InputSpec(v.name, dtype, shape, v.type.dtype.value, max(high, low + 1), low))
     return specs

@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from netc.boundary import span_of, tidy_message
 from netc.compiler.ir import Graph, Op
-from netc.dsl.errors import NetcInputError
+from netc.dsl.errors import NetcInputError, Span
 from netc.runtime.inputs import InputSpec
 
 _NODE = re.compile(r"running (\w+) node\. Name:'([^']*)'")
@@ -26,14 +27,14 @@ def _sanitise(text: str) -> str:
 
 
 def op_of_node(graph: Graph | None, node_name: str) -> Op | None:
-    """The IR op whose lowering made the ONNX node `node_name` (the longest label that
-    prefixes the node's name), or None."""
+    """The IR op whose lowering made the ONNX node `node_name` (the longest label that is the
+    node's name or prefixes it), or None."""
     if graph is None:
         return None
     best: tuple[int, Op] | None = None
     for op in graph.walk():
-        key = _sanitise(op.label or op.kind) + "_"
-        if node_name.startswith(key) and (best is None or len(key) > best[0]):
+        key = _sanitise(op.label or op.kind)  # an op's first node is named so, the others `<label>_<Type>_...`
+        if (node_name == key or node_name.startswith(key + "_")) and (best is None or len(key) > best[0]):
             best = (len(key), op)
     return best[1] if best else None
 
@@ -99,8 +100,10 @@ def _op_bound(op: Op) -> int | None:
 
 
 def translate(err: BaseException, specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray],
-              graph: Graph | None = None, what: str = "onnxruntime failed") -> NetcInputError:
-    """A netc error for the onnxruntime exception `err`, raised running with `feeds`."""
+              graph: Graph | None = None, what: str = "onnxruntime failed",
+              spans: Mapping[str, Span] | None = None) -> NetcInputError:
+    """A netc error for the onnxruntime exception `err`, raised running with `feeds`; `spans`
+    (op label -> source) locates a node when the IR graph is not at hand."""
     ids = out_of_range_ids(specs, feeds, graph)
     if ids is not None:
         bound = getattr(ids, "bound", None)
@@ -112,7 +115,7 @@ def translate(err: BaseException, specs: Sequence[InputSpec], feeds: Mapping[str
     text = _PREFIX.sub("", str(err).strip()) or type(err).__name__
     node = _NODE.search(text)
     status = _STATUS.search(text)
-    detail = (status.group(1) if status else text).strip().splitlines()[0][:400]
+    detail = tidy_message((status.group(1) if status else text).strip())  # one line, no C++ source noise
     hints: list[str] = []
     span = None
     if node:
@@ -123,7 +126,8 @@ def translate(err: BaseException, specs: Sequence[InputSpec], feeds: Mapping[str
             message = f"{what} in {op.kind} '{label}' (ONNX {op_type} node '{node_name}'): {detail}"
             span = op.span
         else:
-            message = f"{what} in ONNX {op_type} node '{node_name}': {detail}"
+            message = f"{what} in {op_type} node '{node_name}': {detail}"
+            span = span_of(node_name, dict(spans or {}))
         index = _INDEX.search(detail)
         if index and op_type == "Gather":
             feeder = _integer_inputs(specs)
@@ -138,6 +142,8 @@ def translate(err: BaseException, specs: Sequence[InputSpec], feeds: Mapping[str
     if symbols and "shape" in detail.lower():
         hints.append(f"if a symbolic dim ({', '.join(symbols)}) is too small for the network, give it a "
                      f"larger size with --set {symbols[-1]}=... (or use larger inputs)")
+    if "division by zero" in text.lower():
+        hints.append("an integer input used as a divisor holds 0")
     return NetcInputError(message, span, hints)
 
 

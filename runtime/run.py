@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
+from netc.boundary import is_onnxruntime_error
 from netc.files import atomic_path, check_output_path
+from netc.runtime.input_values import check_values
 from netc.runtime.inputs import InputSpec, check_inputs, specs_from_session
 from netc.runtime.ort_errors import translate
 from netc.runtime.session import Session
@@ -22,13 +23,17 @@ _SHORT_DTYPES = {"float16": "f16", "float32": "f32", "float64": "f64", "int8": "
 def run_session(session: Session, inputs: Mapping[str, np.ndarray],
                 specs: Sequence[InputSpec] | None = None) -> dict[str, np.ndarray]:
     """Check `inputs` against the model's inputs, run once, return the outputs by name."""
-    check_inputs(specs if specs is not None else specs_from_session(session.session), inputs)
+    env = check_inputs(specs if specs is not None else specs_from_session(session.session), inputs)
+    check_values(session.value_rules, inputs, env)
     names = [o.name for o in session.session.get_outputs()]
     specs = specs if specs is not None else specs_from_session(session.session)
     try:
         results = session.session.run(names, dict(inputs))
-    except (ort_errors.InvalidArgument, ort_errors.RuntimeException, ort_errors.Fail) as err:
-        raise translate(err, specs, inputs, session.graph, "onnxruntime failed to run the model") from None
+    except Exception as err:  # every onnxruntime exception type, not only InvalidArgument
+        if not is_onnxruntime_error(err):
+            raise
+        raise translate(err, specs, inputs, session.graph, "onnxruntime failed",
+                        session.spans) from None
     return dict(zip(names, results))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,9 @@ class Session:
     provider: str  # the provider actually used: cpu | cuda
     threads: int
     graph: Any = None  # the netc IR graph, when compiled here: run-time errors then cite its source
+    min_sizes: dict[str, int] = field(default_factory=dict)  # least sizes of symbolic dims (metadata)
+    spans: dict = field(default_factory=dict)  # op label -> source span, for a model compiled from .net
+    value_rules: list = field(default_factory=list)  # integer input values a .net model accepts
 
     @property
     def input_names(self) -> list[str]:
@@ -65,4 +68,6 @@ def make_session(model: onnx.ModelProto | str | Path, provider: str = "cpu", thr
     if used == "cuda" and actual != PROVIDERS["cuda"]:
         warn("netc: note: the CUDA provider failed to initialise; running on CPU")
         used = "cpu"
-    return Session(session, used, threads)
+    from netc.runtime.inputs import min_sizes_of
+
+    return Session(session, used, threads, min_sizes=min_sizes_of(session))

@@ -20,6 +20,7 @@ from netc.compiler.ir import DType, Graph, Op
 from netc.compiler.lowering import DEFAULT_OPSET, lower_graph
 from netc.compiler.ops import REGISTRY
 from netc.dsl.errors import NetcVerifyError
+from netc.runtime.input_values import value_rules
 from netc.runtime.inputs import check_inputs, graph_specs, random_inputs
 from netc.runtime.reference import run_graph
 from netc.runtime.run import run_session, short_dtype
@@ -159,6 +160,8 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
     specs = graph_specs(graph)
     random = random_values(graph)
     session = make_session(model, provider)
+    session.value_rules = value_rules(graph)  # values onnxruntime and the reference would wrap: refused
+    session.spans = {op.label: op.span for op in graph.walk() if op.label and op.span}
     worst: dict[str, Comparison] = {}
     used_sizes: list[dict[str, int]] = []
     failing: tuple[int, dict[str, np.ndarray]] | None = None
@@ -166,7 +169,7 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
     seed_count = progress.counter("verify seeds", len(seeds), "seeds")
     for seed in seeds:
         cycle = SIZES if seed % 2 == 0 else SIZES[::-1]
-        inputs = random_inputs(specs, seed, sizes, default=cycle)
+        inputs = random_inputs(specs, seed, sizes, default=cycle, minima=graph.min_sizes.minima)
         first = first or (seed, inputs)
         used_sizes.append(check_inputs(specs, inputs))
         got = run_session(session, inputs, specs)
@@ -215,6 +218,8 @@ def compare_ops(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[
     into initializers, identities) are skipped."""
     model, names = exposed_model(graph, params, opset, compile_seed)
     session = make_session(model, provider)
+    session.value_rules = value_rules(graph)  # values onnxruntime and the reference would wrap: refused
+    session.spans = {op.label: op.span for op in graph.walk() if op.label and op.span}
     out_names = [o.name for o in session.session.get_outputs()]
     got = dict(zip(out_names, session.session.run(out_names, dict(inputs))))
     record: dict[int, np.ndarray] = {}

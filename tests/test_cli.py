@@ -119,7 +119,7 @@ softmax0  softmax  f32[N, 3]       -     15
 trainable parameters:     15
 non-trainable parameters: 0
 parameter memory:         60 B
-total FLOPs:              39  (symbolic dims N counted as 1; set sizes with --set N=...)
+total FLOPs:              39  (symbolic dims at their least sizes N=1; set sizes with --set N=...)
 """
 
 

@@ -26,7 +26,13 @@ import pytest
 import netc
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.ops import REGISTRY
-from netc.dsl.errors import NetcError, NetcImportError, NetcInputError, NetcWeightsError
+from netc.dsl.errors import (
+    QUOTE_WIDTH,
+    NetcError,
+    NetcImportError,
+    NetcInputError,
+    NetcWeightsError,
+)
 from netc.runtime.reference import bind_inputs
 
 ERRORS = Path(__file__).resolve().parent / "errors"
@@ -159,9 +165,15 @@ def _assert_rendered(case: Case, err: NetcError) -> None:
         assert lines[0].startswith("error: "), rendered
         return
     assert lines[0] == f"{err.span}: error: {err.message}", rendered
-    source = exp.file.read_text(encoding="utf-8").split("\n")[exp.line - 1]
-    assert lines[1] == "    " + source.rstrip(), f"{case.name}: quoted line\n{rendered}"
+    source = exp.file.read_text(encoding="utf-8").split("\n")[exp.line - 1].rstrip()
     caret = lines[2]
+    if len(source) > QUOTE_WIDTH:  # a long line is quoted as a window around the column
+        window = lines[1][4:].removeprefix("...").removesuffix("...")
+        assert window in source and len(window) == QUOTE_WIDTH, f"{case.name}: quoted window\n{rendered}"
+        shown = caret.index("^") - 4 - (3 if lines[1][4:].startswith("...") else 0)
+        assert source.index(window) + shown == exp.col - 1, f"{case.name}: caret not under column {exp.col}"
+        return
+    assert lines[1] == "    " + source, f"{case.name}: quoted line\n{rendered}"
     assert caret.strip().startswith("^") and caret.index("^") == 4 + exp.col - 1, \
         f"{case.name}: caret not under column {exp.col}\n{rendered}"
 

@@ -48,6 +48,12 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "spatial_transformer.net": {"sizes": {"N": 2, "H": 28, "W": 28}},
     "unet1d.net": {"sizes": {"T": 13}},
     "alexnet_lrn.net": {"settings": {"size": 67, "classes": 10}, "sizes": {"N": 1}},
+    "transformer_encoder.net": {"settings": {"layers": 2, "d_model": 32, "heads": 4, "d_ff": 64, "vocab": 50},
+                                "int_high": 50},
+    # lengths are drawn from [0, int_high): T = 4 keeps them within the sequences
+    "vqa_spatial_attention.net": {"sizes": {"T": 4}},
+    "seq2seq_scores.net": {"sizes": {"T": 4}},
+    "bahdanau_translator.net": {"sizes": {"T": 4}},
 }
 
 # Trainable parameters (batchnorm running statistics excluded) at the default settings.

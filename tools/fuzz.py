@@ -11,12 +11,19 @@ works; anything else is a finding:
   bad-span       an error located outside the file (line or column past the end)
   hang           one execution took longer than --timeout seconds
 
-Inputs come from two sources, mixed half and half:
+Inputs come from three sources: --system-share of them (default 0.2) are system cases,
+the rest half generated, half mutated:
   generated  random but plausible programs: networks with inputs, bindings, pipelines of
              the registry's layers with arguments of (mostly) the right kinds, blocks,
              compile-time for/if, slicing, arithmetic and constants
   mutated    every examples/**/*.net file with 1-4 byte- or token-level mutations
              (deletions, duplications, swaps, random tokens, invalid UTF-8)
+  system     what a user hands netc besides text (tools/fuzz_system.py): weight and input
+             files with lying headers and zip members, -o targets of every kind (FIFOs,
+             folders, symlinks, devices, the inputs), accepted programs run on onnxruntime
+             and the reference with hostile sizes and integers, and numeric options. A
+             crash here is what the CLI reports as exit 3; an output written over an input,
+             a FIFO or a device is a crash too.
 
 Input i of seed S is a function of (S, i) and the examples alone (snapshotted when the run
 starts), so a finding is reproduced by its index while examples/ is unchanged — and always
@@ -51,6 +58,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "tools") not in sys.path:  # fuzz_system.py, beside this file, however this is loaded
+    sys.path.insert(0, str(ROOT / "tools"))
 EXAMPLES = ROOT / "examples"
 FUZZ_NAME = "__fuzz__.net"
 
@@ -622,6 +631,28 @@ def check_text(data: bytes, path: Path, compile_too: bool = True, onnx_check: bo
                        traceback.format_exc())
 
 
+def check_system(data: bytes, folder: Path) -> Outcome:
+    """Run one system case (`system:KIND:SEED:INDEX`); classify what happened."""
+    from fuzz_system import run_case
+
+    from netc.dsl.errors import NetcError
+
+    _, kind, seed, index = data.decode().split(":")
+    try:
+        try:
+            run_case(kind, int(seed), int(index), folder)
+            return Outcome("ok")
+        except NetcError as err:
+            err.render()
+            return Outcome("error")
+    except Timeout:
+        return Outcome("hang", "hang", "")
+    except Exception as err:  # exit 3 at the command line, or an oracle violated (an assertion)
+        detail = traceback.format_exc()
+        what = f"{type(err).__name__}: {_strip(str(err))}" if isinstance(err, AssertionError) else type(err).__name__
+        return Outcome("crash", f"{kind}: {what} at {_frame_signature(err.__traceback__)}", detail)
+
+
 def _strip(message: str) -> str:
     return re.sub(r"\d+", "#", re.sub(r"'[^']*'", "'…'", message))[:80]
 
@@ -645,7 +676,7 @@ def time_limit(seconds: float):
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(workdir: str, timeout: float, memory_mb: int) -> None:
+def _init_worker(workdir: str, timeout: float, memory_mb: int, system_share: float = 0.0) -> None:
     import netc  # noqa: F401  (import once, outside the timed region)
 
     if memory_mb:
@@ -665,7 +696,8 @@ def _init_worker(workdir: str, timeout: float, memory_mb: int) -> None:
     own = Path(workdir) / f"w{os.getpid()}"
     shutil.copytree(snapshot, own, dirs_exist_ok=True)
     files = sorted(snapshot.rglob("*.net"))
-    _STATE.update(workdir=own, timeout=timeout, examples=[p.relative_to(snapshot) for p in files],
+    _STATE.update(workdir=own, timeout=timeout, system_share=system_share,
+                  examples=[p.relative_to(snapshot) for p in files],
                   sources=[p.read_bytes() for p in files])
 
 
@@ -682,6 +714,10 @@ def make_input(seed: int, index: int) -> tuple[str, bytes, Path]:
     rng = random.Random(f"{seed}:{index}")
     c = RandomChooser(rng)
     workdir: Path = _STATE["workdir"]
+    if random.Random(f"system:{seed}:{index}").random() < _STATE.get("system_share", 0.0):
+        from fuzz_system import KINDS, describe
+
+        return "system", describe(KINDS[index % len(KINDS)], seed, index), workdir
     if rng.random() < 0.5 or not _STATE["examples"]:
         return "generated", generate_program(c).encode(), workdir
     k = rng.randrange(len(_STATE["examples"]))
@@ -693,7 +729,7 @@ def run_index(args: tuple[int, int]) -> tuple[int, str, Outcome]:
     source, data, folder = make_input(seed, index)
     try:
         with time_limit(_STATE["timeout"]):
-            outcome = check_text(data, folder / FUZZ_NAME)
+            outcome = check_system(data, folder) if source == "system" else check_text(data, folder / FUZZ_NAME)
     except Timeout:
         outcome = Outcome("hang", "hang", "")
     except MemoryError:
@@ -769,11 +805,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="where findings go (default: netc-fuzz-findings/ in the temp folder)")
     parser.add_argument("--replay", type=int, metavar="INDEX", help="run one input and print what happened")
     parser.add_argument("--no-minimise", action="store_true", help="save findings as found")
+    parser.add_argument("--system-share", type=float, default=0.2,
+                        help="share of system cases: files, outputs, run time, options (default 0.2)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="netc-fuzz-"))
     try:
-        _init_worker(str(work), args.timeout, 0)
+        _init_worker(str(work), args.timeout, 0, args.system_share)
         if args.replay is not None:
             index, source, outcome = run_index((args.seed, args.replay))
             _, data, _ = make_input(args.seed, index)
@@ -793,7 +831,8 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     tasks = [(args.seed, i) for i in range(args.start, args.start + args.count)]
     ctx = multiprocessing.get_context("fork")
     done = 0
-    with ctx.Pool(args.jobs, _init_worker, (str(work), args.timeout, args.memory_mb), maxtasksperchild=2000) as pool:
+    with ctx.Pool(args.jobs, _init_worker, (str(work), args.timeout, args.memory_mb, args.system_share),
+                  maxtasksperchild=2000) as pool:
         for index, source, outcome in pool.imap_unordered(run_index, tasks, chunksize=16):
             done += 1
             kinds[outcome.kind] += 1
@@ -818,7 +857,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     for key, (index, source, outcome, count) in sorted(findings.items()):
         _, data, folder = make_input(args.seed, index)
         minimal = data
-        if not args.no_minimise and outcome.kind != "hang":
+        if not args.no_minimise and outcome.kind != "hang" and source != "system":
             def same(candidate: bytes, _kind=outcome.kind, _sig=outcome.signature, _folder=folder) -> bool:
                 try:
                     with time_limit(args.timeout):

@@ -12,3 +12,29 @@ PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[test]'
 if [ "${NETC_SKIP_TORCH:-0}" != "1" ]; then
   .venv/bin/python -m pip install -q 'torch==2.13.0' || echo "setup: torch not installed; PyTorch parity tests will be skipped" >&2
 fi
+
+# Editor support and pictures: the lsp/graph/view/plot extras; Graphviz's `dot` and a
+# headless Chromium for the diagram tests (Debian packages, when run as root); the VS Code
+# extension's client library and its grammar-test tool (npm, into editors/vscode).
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[lsp,graph,view,plot]'
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  if ! command -v dot >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz chromium >/dev/null; } \
+      || echo "setup: graphviz/chromium not installed; diagram tests will be skipped" >&2
+  fi
+fi
+if command -v npm >/dev/null 2>&1; then
+  (cd editors/vscode && npm install --no-audit --no-fund --silent) \
+    || echo "setup: npm install failed in editors/vscode; grammar tests will fail" >&2
+fi
+# Scale-out: Ray and Parquet for `netc batch`, the Triton client for the serving tests.
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[batch,ray,triton]'
+# A real tritonserver for the tests, in its own environment: nvidia-pytriton bundles one
+# (python backend; the official image's onnxruntime backend is not on the package index)
+# and needs numpy < 2, which netc's environment does not pin.
+if [ "${NETC_SKIP_TRITON:-0}" != "1" ]; then
+  [ -x .venv-triton/bin/python ] || "$PYTHON" -m venv .venv-triton
+  .venv-triton/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  .venv-triton/bin/python -m pip install -q 'nvidia-pytriton==0.7.0' 'numpy<2' onnxruntime \
+    'tritonclient[grpc]' || echo "setup: the Triton environment failed to install; its tests will fail" >&2
+fi

@@ -2,14 +2,17 @@
 
 from netc.compiler.ops import (  # noqa: F401  (importing registers the ops)
     activations,
+    attention,
     conv,
     conv_transpose,
     dense,
     elementwise,
     embed,
     indexing,
+    kv_cache,
     loops,
     lrn,
+    mha,
     norm,
     pool,
     random,
@@ -20,6 +23,7 @@ from netc.compiler.ops import (  # noqa: F401  (importing registers the ops)
     select,
     shape,
     tensor,
+    transformer,
 )
 from netc.compiler.ops.registry import REGISTRY, Arg, Case, OpDef, register
 

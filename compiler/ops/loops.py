@@ -210,7 +210,8 @@ class Generate(RegionOp):
     doc = ("generate(step, init=state, start=BOS, stop=EOS, max_len=50, **extra): greedy decoding; "
            "(state, logits [N, V]) = step(state, previous ids [N], **extra), the next ids are "
            "argmax(logits); runs until every sequence has emitted `stop` (then pads with it) or "
-           "for max_len steps; gives the ids i64[L, N]. Lowered to ONNX Loop with an early exit.")
+           "for max_len steps; gives the ids i64[L, N]. beam=k: beam search over k hypotheses "
+           "(compiler/beam.py), length_penalty=alpha. Lowered to ONNX Loop with an early exit.")
     cases = (
         Case("generate(gen_step, init=h, start=1, stop=2, max_len=6, V=5)", {"h": "{f}[N, 5]"},
              defs=_GEN, note="early exit"),
@@ -220,6 +221,10 @@ class Generate(RegionOp):
              {"h": "{f}[N, 5]"}, defs=_GEN, note="sampling from the top 3"),
         Case("generate(gen_step, init=h, start=0, max_len=5, V=6, sample=true)", {"h": "{f}[4, 5]"}, defs=_GEN,
              note="sampling from all"),
+        Case("generate(gen_step, init=h, start=1, stop=2, max_len=6, beam=3, V=5)", {"h": "{f}[N, 5]"},
+             defs=_GEN, note="beam search"),
+        Case("generate(gen_step, init=h, start=1, stop=0, max_len=5, beam=2, length_penalty=0.6, V=4)",
+             {"h": "{f}[N, 5]"}, defs=_GEN, note="beam search, length penalty"),
     )
 
     def infer_regions(self, attrs, inputs, regions, b):
@@ -269,9 +274,13 @@ class Generate(RegionOp):
         return attrs["max_len"] if attrs["stop"] is None else D.symbol(attrs["length"])
 
     def steps(self, op):
-        return op.attrs["max_len"]
+        return op.attrs["max_len"] * op.attrs.get("beam", 1)  # beam search runs the step per hypothesis
 
     def lower(self, ctx, op, inputs):
+        if op.attrs.get("beam", 1) > 1:
+            from netc.compiler.beam import lower_beam
+
+            return lower_beam(ctx, op, inputs)
         k, stop = op.attrs["n_state"], op.attrs["stop"]
         (body,) = op.regions
         sub = ctx.child()

@@ -231,3 +231,10 @@ class GlobalL2Pool(_GlobalPool):
     window_cost = 2
     cases = (*_global_cases("global_l2pool"),
              Case("global_l2pool(x * 0.0)", {"x": "{f}[2, 3, 4, 4]"}, note="sqrt(0)"))
+
+    def lower(self, ctx, op, inputs):
+        if ctx.opset < 22:
+            return super().lower(ctx, op, inputs)
+        # onnxruntime 1.32 has no GlobalLpPool kernel at opset >= 22: the same reduction.
+        axes = list(range(2, op.inputs[0].type.rank))
+        return ctx.node("ReduceL2", [inputs[0], ctx.ints(axes)], keepdims=1)

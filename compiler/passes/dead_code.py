@@ -19,7 +19,8 @@ def eliminate_dead_code(graph: Graph) -> Graph:
     live |= {id(v) for v in graph.outputs.values()}
     params = [p for p in graph.params if id(graph.param_values[p.name]) in live]
     return Graph(graph.name, list(graph.inputs), dict(graph.outputs), kept, params,
-                 {p.name: graph.param_values[p.name] for p in params}, graph.source, graph.span)
+                 {p.name: graph.param_values[p.name] for p in params}, graph.source, graph.span,
+                 graph.min_sizes)
 
 
 def _live_ops(graph: Graph) -> list[Op]:

@@ -30,7 +30,8 @@ from netc.compiler.regions import local_values, with_regions
 
 def hoist_loop_invariants(graph: Graph) -> Graph:
     return Graph(graph.name, list(graph.inputs), dict(graph.outputs), _hoist_ops(graph.ops),
-                 list(graph.params), dict(graph.param_values), graph.source, graph.span)
+                 list(graph.params), dict(graph.param_values), graph.source, graph.span,
+                 graph.min_sizes)
 
 
 def _hoist_ops(ops: list[Op]) -> list[Op]:

@@ -1,6 +1,7 @@
 """The NumPy reference interpreter: an independent second implementation of every op."""
 
 from netc.runtime.reference import (  # noqa: F401  (importing registers the references)
+    attention,
     conv,
     conv_transpose,
     embed,

@@ -57,6 +57,10 @@ def generate(op: Op, args: list, attrs: dict, env: Mapping[str, int]):
     `stop` emits `stop` from then on; the loop ends when all have, or after max_len steps."""
     k, stop = attrs["n_state"], attrs["stop"]
     own, captured = _split(op, args)
+    if attrs.get("beam", 1) > 1:
+        from netc.runtime.reference.beam import beam_search
+
+        return beam_search(op, own, captured, attrs, env)
     state, prev = list(own[:k]), own[k]
     (body,) = op.regions
     done = np.zeros(prev.shape, dtype=bool)
