@@ -21,54 +21,65 @@ def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, int.from_bytes(digest, "little")])
 
 
-def initialise(param: Param, seed: int) -> np.ndarray:
+def initialise(param: Param, seed: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The parameter's initial values, drawn into `out` when given (an array of the
+    parameter's shape and dtype: a writer reuses one buffer for every parameter instead of
+    faulting in fresh pages for each)."""
     init = param.init
     shape = param.shape
     dtype = param.dtype.numpy
+    if out is None:
+        out = np.empty(shape, dtype)
+    elif out.shape != shape or out.dtype != dtype:
+        raise ValueError(f"buffer for {param.name} is {out.dtype}{list(out.shape)}, not {dtype}{list(shape)}")
     scheme = init.scheme
     if scheme == "zeros":
-        return np.zeros(shape, dtype)
+        out.fill(0)
+        return out
     if scheme == "ones":
-        return np.ones(shape, dtype)
+        out.fill(1)
+        return out
     if scheme == "constant":
-        return np.full(shape, init.arg("value", 0.0), dtype)
+        out.fill(init.arg("value", 0.0))
+        return out
     rng = _rng(seed, param.name)
     # Draw in float32 unless the parameter is float64: half the work and no cast for the
     # common case (ResNet-50's 25.6M values: about 0.1 s instead of 0.3 s).
     draw = np.float64 if dtype == np.float64 else np.float32
+    values = out if out.dtype == draw else np.empty(shape, draw)
     fan_in, fan_out = param.fan_in, param.fan_out
 
-    def uniform(low: float, high: float) -> np.ndarray:
-        values = rng.random(shape, dtype=draw)
-        values *= draw(high - low)
-        values += draw(low)
-        return values
+    def uniform(low: float, high: float) -> None:
+        rng.random(dtype=draw, out=values)
+        np.multiply(values, draw(high - low), out=values)
+        np.add(values, draw(low), out=values)
 
-    def normal(mean: float, std: float) -> np.ndarray:
-        values = rng.standard_normal(shape, dtype=draw)
-        values *= draw(std)
-        values += draw(mean)
-        return values
+    def normal(mean: float, std: float) -> None:
+        rng.standard_normal(dtype=draw, out=values)
+        np.multiply(values, draw(std), out=values)
+        np.add(values, draw(mean), out=values)
 
     if scheme == "glorot_uniform":
         limit = float(np.sqrt(6.0 / (fan_in + fan_out)))
-        values = uniform(-limit, limit)
+        uniform(-limit, limit)
     elif scheme == "glorot_normal":
-        values = normal(0.0, float(np.sqrt(2.0 / (fan_in + fan_out))))
+        normal(0.0, float(np.sqrt(2.0 / (fan_in + fan_out))))
     elif scheme == "he_uniform":
         limit = float(np.sqrt(6.0 / fan_in))
-        values = uniform(-limit, limit)
+        uniform(-limit, limit)
     elif scheme == "he_normal":
-        values = normal(0.0, float(np.sqrt(2.0 / fan_in)))
+        normal(0.0, float(np.sqrt(2.0 / fan_in)))
     elif scheme == "lecun_normal":
-        values = normal(0.0, float(np.sqrt(1.0 / fan_in)))
+        normal(0.0, float(np.sqrt(1.0 / fan_in)))
     elif scheme == "normal":
-        values = normal(init.arg("mean", 0.0), init.arg("std", 0.01))
+        normal(init.arg("mean", 0.0), init.arg("std", 0.01))
     elif scheme == "uniform":
-        values = uniform(init.arg("low", -0.05), init.arg("high", 0.05))
+        uniform(init.arg("low", -0.05), init.arg("high", 0.05))
     else:  # pragma: no cover - schemes are validated when parsed
         raise ValueError(f"unknown initialiser {scheme}")
-    return values.astype(dtype, copy=False)
+    if values is not out:
+        out[...] = values
+    return out
 
 
 def read_weight_file(path: str | Path) -> dict[str, np.ndarray]:

@@ -25,11 +25,12 @@ from netc.compiler.elaborate import NetworkOptions, choose_network, elaborate_ne
 from netc.compiler.ir import Graph
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.lowering import DEFAULT_OPSET, SUPPORTED_OPSETS, lower_graph
-from netc.compiler.params import materialise, read_weight_file
+from netc.compiler.params import initialise, materialise, read_weight_file
 from netc.compiler.passes import PIPELINE
 from netc.compiler.program import Program, load_program
 from netc.dsl.errors import NetcInputError
 from netc.files import atomic_path, check_output_path
+from netc.model_writer import TensorSpec, write_model
 
 if TYPE_CHECKING:  # the runtime (onnxruntime, the reference) loads only when a model runs
     from netc.runtime.inputs import InputSpec
@@ -97,12 +98,54 @@ def compile_file(path: str | Path, options: CompileOptions | None = None, source
     weights = read_weight_file(options.weights) if options.weights else None
     source_name = f"weight file {options.weights}" if options.weights else "weights"
     params = materialise(graph, options.seed, weights, source_name)
+    model = lower_graph(graph, params, options.opset, _metadata(path, graph, options))
+    return Compiled(graph, params, model)
+
+
+def compile_to_file(path: str | Path, output: str | Path, options: CompileOptions | None = None,
+                    source: str | None = None, **overrides: Any) -> Graph:
+    """Compile one network and write it to `output` (atomically), drawing each weight just
+    before it is written (`netc.model_writer`): the bytes of `compile_file(...).save(output)`
+    with a peak memory of the largest weight instead of three times the model. Returns the
+    network's IR graph."""
+    options = options or CompileOptions(**overrides)
+    if options.opset not in SUPPORTED_OPSETS:
+        raise NetcInputError(f"opset {options.opset} is not supported; use {SUPPORTED_OPSETS.start}.."
+                             f"{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
+    out = check_output_path(output, path, options.weights)
+    program = load(path, source, options.allow_import_root, options.limits)
+    graph = build_graph(program, options.network, options.settings, options.limits)
+    specs = [TensorSpec(p.name, tuple(p.shape), p.dtype.numpy) for p in graph.params]
+    if sum(s.nbytes for s in specs) >= EXTERNAL_DATA_THRESHOLD:  # the data goes to a file of its own
+        compile_file(path, options, source).save(out, path)
+        return graph
+    by_name = {p.name: p for p in graph.params}
+    values = None
+    if options.weights:  # checked as a whole before anything is written
+        values = materialise(graph, options.seed, read_weight_file(options.weights), f"weight file {options.weights}")
+
+    # One buffer, the size of the largest parameter, takes every draw in turn: its pages are
+    # faulted in once, not once per parameter.
+    scratch = np.empty(max((s.nbytes for s in specs), default=0) if values is None else 0, np.uint8)
+
+    def draw(spec: TensorSpec) -> np.ndarray:
+        if values is not None:
+            return values.pop(spec.name)  # freed once written
+        view = scratch[:spec.nbytes].view(spec.dtype).reshape(spec.shape)
+        return initialise(by_name[spec.name], options.seed, out=view)
+
+    model = lower_graph(graph, {}, options.opset, _metadata(path, graph, options), include_params=False)
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        write_model(model, specs, draw, f)
+    return graph
+
+
+def _metadata(path: str | Path, graph: Graph, options: CompileOptions) -> dict[str, str]:
     metadata = {"netc.version": __version__, "netc.source": os.path.basename(str(path)),
                 "netc.network": graph.name, "netc.seed": str(options.seed)}
     if options.weights:
         metadata["netc.weights"] = os.path.basename(str(options.weights))
-    model = lower_graph(graph, params, options.opset, metadata)
-    return Compiled(graph, params, model)
+    return metadata
 
 
 def compile_source(text: str, name: str = "<string>.net", **overrides: Any) -> Compiled:

@@ -306,13 +306,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(source.stem + ".onnx")
     check_output_path(out, source, args.weights)  # before the work, so a mistake costs nothing
     start = time.perf_counter()
-    compiled = api.compile_file(source, _options(args))
-    api.save_model(compiled.model, out, source)
+    graph = api.compile_to_file(source, out, _options(args))
     ms = (time.perf_counter() - start) * 1e3
-    total = sum(p.size for p in compiled.graph.params)
-    trainable = sum(p.size for p in compiled.graph.params if p.trainable)
-    size = sum(f.stat().st_size for f in api.model_files(out))  # with the data file of a model over 2 GB
-    print(f"wrote {out}: network {compiled.graph.name}, {total:,} parameters ({trainable:,} trainable), "
+    total = sum(p.size for p in graph.params)
+    trainable = sum(p.size for p in graph.params if p.trainable)
+    # With the data file of a model over 2 GB (finding it reads the model: only then).
+    big = sum(p.size * p.dtype.numpy.itemsize for p in graph.params) >= api.EXTERNAL_DATA_THRESHOLD
+    size = sum(f.stat().st_size for f in api.model_files(out)) if big else out.stat().st_size
+    print(f"wrote {out}: network {graph.name}, {total:,} parameters ({trainable:,} trainable), "
           f"{human_bytes(size)}, opset {args.opset}, {ms:.0f} ms")
     return EXIT_OK
 
