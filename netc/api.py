@@ -87,18 +87,18 @@ def check_file(path: str | Path, settings: Mapping[str, Any] | None = None, sour
 
 
 def compile_file(path: str | Path, options: CompileOptions | None = None, source: str | None = None,
-                 **overrides: Any) -> Compiled:
-    """Compile one network of a `.net` file to an ONNX model (not written to disk)."""
+                 include_params: bool = True, **overrides: Any) -> Compiled:
+    """Compile one network of a `.net` file to an ONNX model (not written to disk); without
+    `include_params`, the model leaves out the parameters' initializers (they are in
+    `Compiled.params`)."""
     options = options or CompileOptions(**overrides)
-    if options.opset not in SUPPORTED_OPSETS:
-        raise NetcInputError(f"opset {options.opset} is not supported; use {SUPPORTED_OPSETS.start}.."
-                             f"{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
+    _check_opset(options)
     program = load(path, source, options.allow_import_root, options.limits)
     graph = build_graph(program, options.network, options.settings, options.limits)
     weights = read_weight_file(options.weights) if options.weights else None
     source_name = f"weight file {options.weights}" if options.weights else "weights"
     params = materialise(graph, options.seed, weights, source_name)
-    model = lower_graph(graph, params, options.opset, _metadata(path, graph, options))
+    model = lower_graph(graph, params, options.opset, _metadata(path, graph, options), include_params=include_params)
     return Compiled(graph, params, model)
 
 
@@ -109,9 +109,7 @@ def compile_to_file(path: str | Path, output: str | Path, options: CompileOption
     with a peak memory of the largest weight instead of three times the model. Returns the
     network's IR graph."""
     options = options or CompileOptions(**overrides)
-    if options.opset not in SUPPORTED_OPSETS:
-        raise NetcInputError(f"opset {options.opset} is not supported; use {SUPPORTED_OPSETS.start}.."
-                             f"{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
+    _check_opset(options)
     out = check_output_path(output, path, options.weights)
     program = load(path, source, options.allow_import_root, options.limits)
     graph = build_graph(program, options.network, options.settings, options.limits)
@@ -119,11 +117,20 @@ def compile_to_file(path: str | Path, output: str | Path, options: CompileOption
     if sum(s.nbytes for s in specs) >= EXTERNAL_DATA_THRESHOLD:  # the data goes to a file of its own
         compile_file(path, options, source).save(out, path)
         return graph
+    model = lower_graph(graph, {}, options.opset, _metadata(path, graph, options), include_params=False)
+    with atomic_path(out) as tmp:
+        _stream(graph, model, options, tmp)
+    return graph
+
+
+def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: Path) -> None:
+    """Write `model` (lowered without its parameters) to `out` with the parameters drawn
+    (or read from the weight file) one at a time."""
+    specs = [TensorSpec(p.name, tuple(p.shape), p.dtype.numpy) for p in graph.params]
     by_name = {p.name: p for p in graph.params}
     values = None
     if options.weights:  # checked as a whole before anything is written
         values = materialise(graph, options.seed, read_weight_file(options.weights), f"weight file {options.weights}")
-
     # One buffer, the size of the largest parameter, takes every draw in turn: its pages are
     # faulted in once, not once per parameter.
     scratch = np.empty(max((s.nbytes for s in specs), default=0) if values is None else 0, np.uint8)
@@ -134,10 +141,8 @@ def compile_to_file(path: str | Path, output: str | Path, options: CompileOption
         view = scratch[:spec.nbytes].view(spec.dtype).reshape(spec.shape)
         return initialise(by_name[spec.name], options.seed, out=view)
 
-    model = lower_graph(graph, {}, options.opset, _metadata(path, graph, options), include_params=False)
-    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+    with open(out, "wb") as f:
         write_model(model, specs, draw, f)
-    return graph
 
 
 def _metadata(path: str | Path, graph: Graph, options: CompileOptions) -> dict[str, str]:
@@ -315,9 +320,33 @@ def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: 
     from netc.runtime.verify import verify
 
     options = options or CompileOptions(**overrides)
-    compiled = compile_file(path, options, source)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise NetcInputError("verify needs at least one seed")
-    return verify(compiled.graph, compiled.params, compiled.model, seed_list, rtol, atol, per_op,
-                  options.opset, provider)
+    _check_opset(options)
+    program = load(path, source, options.allow_import_root, options.limits)
+    graph = build_graph(program, options.network, options.settings, options.limits)
+    if sum(p.size * p.dtype.numpy.itemsize for p in graph.params) >= EXTERNAL_DATA_THRESHOLD:
+        compiled = compile_file(path, options, source, include_params=False)
+        return verify(compiled.graph, compiled.params, compiled.model, seed_list, rtol, atol, per_op,
+                      options.opset, provider, params_in_model=False)
+    # onnxruntime loads the model from a file the weights were streamed into, and runs every
+    # seed; only then are the weights drawn again for the reference: the process never holds
+    # the session's copy of the weights and its own at once.
+    weights = read_weight_file(options.weights) if options.weights else None
+
+    def params() -> dict[str, np.ndarray]:
+        return materialise(graph, options.seed, weights, f"weight file {options.weights}")
+
+    model = lower_graph(graph, {}, options.opset, _metadata(path, graph, options), include_params=False)
+    with tempfile.TemporaryDirectory(prefix="netc-verify-") as tmp:
+        model_file = Path(tmp, "model.onnx")
+        _stream(graph, model, options, model_file)
+        return verify(graph, params, model, seed_list, rtol, atol, per_op, options.opset, provider,
+                      params_in_model=False, model_file=model_file)
+
+
+def _check_opset(options: CompileOptions) -> None:
+    if options.opset not in SUPPORTED_OPSETS:
+        raise NetcInputError(f"opset {options.opset} is not supported; use {SUPPORTED_OPSETS.start}.."
+                             f"{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
