@@ -43,6 +43,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 _THREADS: int | None = None
+# OpenMP reads its wait policy when the library loads: set it at import, before a script
+# imports torch (scripts import the harness first).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # --------------------------------------------------------------------------- thread policy
