@@ -332,7 +332,8 @@ def markdown(results: Sequence[Mapping[str, Any]]) -> str:
     parts = []
     for res in results:
         m = res.get("machine", {})
-        parts.append(f"**{res['benchmark']}**: `{res['command']}` ({m.get('threads')} threads, load average "
+        threads = f"{m['threads']} threads, " if m.get("threads") else ""
+        parts.append(f"**{res['benchmark']}**: `{res['command']}` ({threads}load average "
                      f"{m.get('load_average', float('nan')):.1f}, {res.get('seconds', 0):.0f} s)\n")
         header = ["case", "metric", "value (95% CI)", "target", "verdict"]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

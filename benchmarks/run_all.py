@@ -29,6 +29,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("cold_compile", "cold_compile.py", ["--rounds", "5"]),
     ("memory", "memory.py", []),
     ("quantize", "quantize.py", ["--rounds", "30"]),
+    ("scan_guard", "scan_guard.py", ["--rounds", "30"]),
     ("recur_hoisting", "recur_hoisting.py", ["--rounds", "30"]),
     ("rnn_lowering", "rnn_lowering.py", ["--rounds", "20", "--variants", "plain,peephole"]),
 ]
@@ -49,7 +50,10 @@ def main() -> None:
             print(f"[run_all] {name}: {script} not found, skipped", file=sys.stderr)
             continue
         out = RESULTS / f"{name}.json"
-        cmd = [sys.executable, str(HERE / script), *extra, "--json", str(out)]
+        # Paths relative to the repository root: the commands recorded in the table are the
+        # ones to type there.
+        cmd = [sys.executable, str((HERE / script).relative_to(ROOT)), *extra, "--json",
+               str(out.relative_to(ROOT))]
         print(f"[run_all] {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
         t0 = time.time()
         done = subprocess.run(cmd, cwd=ROOT, check=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -23,63 +23,64 @@ def _rng(seed: int, name: str) -> np.random.Generator:
 
 def initialise(param: Param, seed: int, out: np.ndarray | None = None) -> np.ndarray:
     """The parameter's initial values, drawn into `out` when given (an array of the
-    parameter's shape and dtype: a writer reuses one buffer for every parameter instead of
-    faulting in fresh pages for each)."""
-    init = param.init
-    shape = param.shape
-    dtype = param.dtype.numpy
+    parameter's shape and dtype)."""
     if out is None:
-        out = np.empty(shape, dtype)
-    elif out.shape != shape or out.dtype != dtype:
-        raise ValueError(f"buffer for {param.name} is {out.dtype}{list(out.shape)}, not {dtype}{list(shape)}")
+        out = np.empty(param.shape, param.dtype.numpy)
+    elif out.shape != param.shape or out.dtype != param.dtype.numpy:
+        raise ValueError(f"buffer for {param.name} is {out.dtype}{list(out.shape)}, "
+                         f"not {param.dtype.numpy}{list(param.shape)}")
+    drawer(param, seed)(out.reshape(-1))
+    return out
+
+
+def drawer(param: Param, seed: int) -> Callable[[np.ndarray], None]:
+    """A function that fills successive pieces of the parameter's flattened initial values:
+    called on consecutive slices, it writes exactly `initialise(param, seed).ravel()`
+    (NumPy's generators give the same stream drawn at once or in pieces), so a writer can
+    draw a large weight piece by piece."""
+    init = param.init
     scheme = init.scheme
-    if scheme == "zeros":
-        out.fill(0)
-        return out
-    if scheme == "ones":
-        out.fill(1)
-        return out
-    if scheme == "constant":
-        out.fill(init.arg("value", 0.0))
-        return out
+    if scheme in ("zeros", "ones", "constant"):
+        value = {"zeros": 0.0, "ones": 1.0}.get(scheme, init.arg("value", 0.0) if scheme == "constant" else 0.0)
+        return lambda out: out.fill(value)
     rng = _rng(seed, param.name)
     # Draw in float32 unless the parameter is float64: half the work and no cast for the
     # common case (ResNet-50's 25.6M values: about 0.1 s instead of 0.3 s).
-    draw = np.float64 if dtype == np.float64 else np.float32
-    values = out if out.dtype == draw else np.empty(shape, draw)
+    draw = np.float64 if param.dtype.numpy == np.float64 else np.float32
     fan_in, fan_out = param.fan_in, param.fan_out
-
-    def uniform(low: float, high: float) -> None:
-        rng.random(dtype=draw, out=values)
-        np.multiply(values, draw(high - low), out=values)
-        np.add(values, draw(low), out=values)
-
-    def normal(mean: float, std: float) -> None:
-        rng.standard_normal(dtype=draw, out=values)
-        np.multiply(values, draw(std), out=values)
-        np.add(values, draw(mean), out=values)
-
     if scheme == "glorot_uniform":
         limit = float(np.sqrt(6.0 / (fan_in + fan_out)))
-        uniform(-limit, limit)
+        kind, a, b = "uniform", -limit, limit
     elif scheme == "glorot_normal":
-        normal(0.0, float(np.sqrt(2.0 / (fan_in + fan_out))))
+        kind, a, b = "normal", 0.0, float(np.sqrt(2.0 / (fan_in + fan_out)))
     elif scheme == "he_uniform":
         limit = float(np.sqrt(6.0 / fan_in))
-        uniform(-limit, limit)
+        kind, a, b = "uniform", -limit, limit
     elif scheme == "he_normal":
-        normal(0.0, float(np.sqrt(2.0 / fan_in)))
+        kind, a, b = "normal", 0.0, float(np.sqrt(2.0 / fan_in))
     elif scheme == "lecun_normal":
-        normal(0.0, float(np.sqrt(1.0 / fan_in)))
+        kind, a, b = "normal", 0.0, float(np.sqrt(1.0 / fan_in))
     elif scheme == "normal":
-        normal(init.arg("mean", 0.0), init.arg("std", 0.01))
+        kind, a, b = "normal", init.arg("mean", 0.0), init.arg("std", 0.01)
     elif scheme == "uniform":
-        uniform(init.arg("low", -0.05), init.arg("high", 0.05))
+        kind, a, b = "uniform", init.arg("low", -0.05), init.arg("high", 0.05)
     else:  # pragma: no cover - schemes are validated when parsed
         raise ValueError(f"unknown initialiser {scheme}")
-    if values is not out:
-        out[...] = values
-    return out
+
+    def fill(out: np.ndarray) -> None:
+        values = out if out.dtype == draw else np.empty(out.shape, draw)
+        if kind == "uniform":  # low + (high - low) * U[0, 1)
+            rng.random(dtype=draw, out=values)
+            np.multiply(values, draw(b - a), out=values)
+            np.add(values, draw(a), out=values)
+        else:  # mean + std * N(0, 1)
+            rng.standard_normal(dtype=draw, out=values)
+            np.multiply(values, draw(b), out=values)
+            np.add(values, draw(a), out=values)
+        if values is not out:
+            out[...] = values
+
+    return fill
 
 
 def read_weight_file(path: str | Path) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from netc.compiler.elaborate import NetworkOptions, choose_network, elaborate_ne
 from netc.compiler.ir import Graph
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.lowering import DEFAULT_OPSET, SUPPORTED_OPSETS, lower_graph
-from netc.compiler.params import initialise, materialise, read_weight_file
+from netc.compiler.params import drawer, materialise, read_weight_file
 from netc.compiler.passes import PIPELINE
 from netc.compiler.program import Program, load_program
 from netc.dsl.errors import NetcInputError
@@ -106,8 +107,8 @@ def compile_to_file(path: str | Path, output: str | Path, options: CompileOption
                     source: str | None = None, **overrides: Any) -> Graph:
     """Compile one network and write it to `output` (atomically), drawing each weight just
     before it is written (`netc.model_writer`): the bytes of `compile_file(...).save(output)`
-    with a peak memory of the largest weight instead of three times the model. Returns the
-    network's IR graph."""
+    with a peak memory of a few megabytes of buffers instead of three times the model.
+    Returns the network's IR graph."""
     options = options or CompileOptions(**overrides)
     _check_opset(options)
     out = check_output_path(output, path, options.weights)
@@ -131,18 +132,41 @@ def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: 
     values = None
     if options.weights:  # checked as a whole before anything is written
         values = materialise(graph, options.seed, read_weight_file(options.weights), f"weight file {options.weights}")
-    # One buffer, the size of the largest parameter, takes every draw in turn: its pages are
-    # faulted in once, not once per parameter.
-    scratch = np.empty(max((s.nbytes for s in specs), default=0) if values is None else 0, np.uint8)
+    # Generated weights are drawn in pieces of PIECE_BYTES into two buffers in turn: a worker
+    # thread draws the next piece while this one is written (NumPy's generators and file
+    # writes release the GIL), so drawing and writing overlap and the memory they take is
+    # two pieces, whatever the size of the model.
+    buffers = [np.empty(PIECE_BYTES, np.uint8) for _ in range(2)] if values is None else []
 
-    def draw(spec: TensorSpec) -> np.ndarray:
+    def draw(spec: TensorSpec) -> np.ndarray | Iterator[np.ndarray]:
         if values is not None:
             return values.pop(spec.name)  # freed once written
-        view = scratch[:spec.nbytes].view(spec.dtype).reshape(spec.shape)
-        return initialise(by_name[spec.name], options.seed, out=view)
+        return _pieces(drawer(by_name[spec.name], options.seed), spec, buffers, pool)
 
-    with open(out, "wb") as f:
+    with ThreadPoolExecutor(1, thread_name_prefix="netc-draw") as pool, open(out, "wb") as f:
         write_model(model, specs, draw, f)
+
+
+PIECE_BYTES = 8 * 2**20
+
+
+def _pieces(fill, spec: TensorSpec, buffers: list[np.ndarray], pool: ThreadPoolExecutor) -> Iterator[np.ndarray]:
+    """The parameter's values in pieces, each drawn (by `fill`, in order) into one of the two
+    buffers while the previous piece is being written."""
+    count = spec.nbytes // np.dtype(spec.dtype).itemsize
+    per = max(1, PIECE_BYTES // np.dtype(spec.dtype).itemsize)
+    views = [b[:per * np.dtype(spec.dtype).itemsize].view(spec.dtype) for b in buffers]
+    starts = list(range(0, count, per))
+    if not starts:
+        return
+    pending = pool.submit(fill, views[0][:min(per, count)])
+    for k, start in enumerate(starts):
+        pending.result()
+        current = views[k % 2][:min(per, count - start)]
+        if k + 1 < len(starts):
+            nxt = starts[k + 1]
+            pending = pool.submit(fill, views[(k + 1) % 2][:min(per, count - nxt)])
+        yield current
 
 
 def _metadata(path: str | Path, graph: Graph, options: CompileOptions) -> dict[str, str]:

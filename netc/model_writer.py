@@ -3,8 +3,8 @@
 A model built in memory holds every weight twice (the NumPy arrays and the protobuf's
 copies) and serialising it makes a third copy: 3x the model's size before the first byte
 is written. Here the graph is lowered without its parameter initializers, and each
-parameter is drawn (or looked up), written with `file.write(memoryview)` and dropped, so
-the peak is the model's largest tensor, not its sum. The bytes are exactly those of
+parameter is drawn (or looked up), written with `file.write(memoryview)` and dropped (a large one piece by
+piece), so the peak is a few megabytes of buffers, not the model. The bytes are exactly those of
 `ModelProto.SerializeToString()` for the complete model: protobuf writes the fields of a
 message in field-number order and a length-delimited field is `tag, length, bytes`, so
 the lengths are computed from the tensors' shapes before any data exists.
@@ -12,7 +12,7 @@ the lengths are computed from the tensors' shapes before any data exists.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -41,11 +41,13 @@ class TensorSpec:
         return count * np.dtype(self.dtype).itemsize
 
 
-def write_model(model: onnx.ModelProto, params: Sequence[TensorSpec], value_of: Callable[[TensorSpec], np.ndarray],
-                f: BinaryIO) -> int:
+def write_model(model: onnx.ModelProto, params: Sequence[TensorSpec],
+                value_of: Callable[[TensorSpec], np.ndarray | Iterable[np.ndarray]], f: BinaryIO) -> int:
     """Write `model` with `params` as its first initializers (before the model's own) to `f`;
     `value_of(spec)` is called once per parameter, in order, just before its bytes are
-    written. Returns the number of bytes written."""
+    written: it gives the array, or its flattened values piece by piece (arrays of the
+    parameter's dtype, consumed in order, each written before the next is asked for).
+    Returns the number of bytes written."""
     headers = [_tensor_header(spec) for spec in params]
     entries_len = sum(len(h) + spec.nbytes for h, spec in zip(headers, params))
 
@@ -67,9 +69,19 @@ def write_model(model: onnx.ModelProto, params: Sequence[TensorSpec], value_of: 
     put(g_before)
     for header, spec in zip(headers, params):
         put(header)
-        array = _little_endian(value_of(spec), spec)
-        put(memoryview(array).cast("B"))
-        del array
+        values = value_of(spec)
+        if isinstance(values, np.ndarray):
+            array = _little_endian(values, spec)
+            put(memoryview(array).cast("B"))
+            del array, values
+            continue
+        done = 0
+        for piece in values:
+            piece = _little_endian_piece(piece, spec)
+            put(memoryview(piece).cast("B"))
+            done += piece.nbytes
+        if done != spec.nbytes:
+            raise ValueError(f"parameter {spec.name}: got {done} bytes, declared {spec.nbytes}")
     put(g_rest)
     put(m_after)
     return written
@@ -92,6 +104,12 @@ def _little_endian(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
         raise ValueError(f"parameter {spec.name}: got {array.dtype}{list(array.shape)}, "
                          f"declared {np.dtype(spec.dtype)}{list(spec.shape)}")
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+
+
+def _little_endian_piece(piece: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if piece.dtype != np.dtype(spec.dtype):
+        raise ValueError(f"parameter {spec.name}: a piece of dtype {piece.dtype}, declared {np.dtype(spec.dtype)}")
+    return np.ascontiguousarray(piece.reshape(-1), dtype=piece.dtype.newbyteorder("<"))
 
 
 def _model_without_graph(model: onnx.ModelProto) -> onnx.ModelProto:

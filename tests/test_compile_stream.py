@@ -59,10 +59,10 @@ def test_compile_does_not_import_the_runtime(tmp_path: Path) -> None:
     assert "RESULT 0 []" in out
 
 
-def test_compile_memory_is_about_the_largest_weight(tmp_path: Path) -> None:
+def test_compile_memory_is_a_few_pieces(tmp_path: Path) -> None:
     import harness
 
-    # 4 weights of 25 MB: the in-memory path holds 3x the 100 MB; streaming, one 25 MB buffer.
+    # 4 weights of 25 MB: the in-memory path holds 3x the 100 MB; streaming, two 8 MB pieces.
     source = tmp_path / "wide.net"
     source.write_text("network Wide {\n  input x: f32[N, 2500]\n"
                       "  output y = x -> dense(2500) -> dense(2500) -> dense(2500) -> dense(2500)\n}\n")
