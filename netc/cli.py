@@ -316,7 +316,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     check_output_path(out, source, args.weights)  # before the work, so a mistake costs nothing
     start = time.perf_counter()
     if args.quantize or args.calibrate:
-        from netc.runtime.quant_cli import compile_quantized
+        from netc.int8 import compile_quantized
 
         graph = compile_quantized(source, out, _options(args), args.quantize, args.calibrate)
     else:
@@ -378,7 +378,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     path = _require_file(args.file)
     if args.against_f32 or args.data:
-        from netc.runtime.quant_cli import verify_against_f32
+        from netc.int8 import verify_against_f32
 
         return verify_against_f32(path, _options(args), args.against_f32, args.data, args.seeds)
     report = api.verify_file(path, _options(args), args.seeds, args.rtol, args.atol, args.per_op, args.provider)
