@@ -55,7 +55,7 @@ def main() -> None:
         assert "If" in {n.op_type for n in models["guarded"].graph.node}
         sessions = {k: ort_session(m) for k, m in models.items()}
         outs = {k: s.run(None, {"x": x})[0] for k, s in sessions.items()}
-        np.testing.assert_allclose(outs["guarded"], outs["unguarded"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(outs["guarded"], outs["unguarded"], rtol=1e-4, atol=1e-5)
         times = interleave_sessions(sessions, {"x": x}, args.rounds, args.warmup)
         case = f"{cell} scan T=100 N=32 H=256"
         bench.time_row(case, "guarded ms", times["guarded"])

@@ -188,11 +188,14 @@ class Recur(RegionOp):
             if scope is not ctx:
                 # Inside the If guard (`scan_guard`), the step's weights would sit two subgraphs
                 # away from the Gemms that use them, and onnxruntime would not prepack them:
-                # an Identity per parameter in the branch is folded into a constant of its own.
+                # a Reshape to its own shape per parameter, in the branch, is folded into a
+                # constant there (an Identity would be removed instead, and the Gemm would
+                # again read the top-level initializer).
                 params = {id(v) for v in ctx.graph.param_values.values()}
                 for v in op.inputs[k + m:]:
                     if v is not None and id(v) in params:
-                        scope.bind(v, scope.node("Identity", [scope.name_of(v)])[0])
+                        shape = ctx.ints(list(v.type.shape))
+                        scope.bind(v, scope.node("Reshape", [scope.name_of(v), shape])[0])
             sub = scope.child()
             ins = [sub.region_input(v, f"{op.label}/state{i}") for i, v in enumerate(body.inputs[:k])]
             ins += [sub.region_input(v, f"{op.label}/x{i}") for i, v in enumerate(body.inputs[k:])]
