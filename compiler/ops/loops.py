@@ -178,6 +178,10 @@ class Recur(RegionOp):
         return with_regions(op, (region,), own, {**op.attrs, "n_seqs": len(seqs)})
 
     def lower(self, ctx, op, inputs):
+        if "cell" in op.attrs:  # a standard cell in the user's words (compiler/passes/recognise_cells.py)
+            from netc.compiler.ops.recognised import lower_recognised
+
+            return lower_recognised(ctx, op, inputs)
         k, m = op.attrs["n_state"], op.attrs["n_seqs"]
         (body,) = op.regions
         body_outs = list(body.outputs.values())
