@@ -30,6 +30,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("memory", "memory.py", []),
     ("quantize", "quantize.py", ["--rounds", "30"]),
     ("scan_guard", "scan_guard.py", ["--rounds", "30"]),
+    ("recognised_cells", "recognised_cells.py", ["--rounds", "80"]),
     ("recur_hoisting", "recur_hoisting.py", ["--rounds", "30"]),
     ("rnn_lowering", "rnn_lowering.py", ["--rounds", "20", "--variants", "plain,peephole"]),
 ]
