@@ -109,3 +109,22 @@ def test_near_misses_are_lowered_as_written() -> None:
         got, want = _run(compiled, 4)
         for name, value in want.items():
             np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_recognised_lstm_matches_pytorch() -> None:
+    torch = pytest.importorskip("torch")
+    compiled = netc.compile_source(_source(False), seed=2)  # split order i, f, g, o is PyTorch's
+    p = compiled.params
+    lstm = torch.nn.LSTM(8, 16)
+    with torch.no_grad():
+        lstm.weight_ih_l0.copy_(torch.from_numpy(p["recur0.dense0.weight"].T.copy()))
+        lstm.weight_hh_l0.copy_(torch.from_numpy(p["recur0.dense1.weight"].T.copy()))
+        lstm.bias_ih_l0.copy_(torch.from_numpy(p["recur0.dense0.bias"]))
+        lstm.bias_hh_l0.zero_()
+        rng = np.random.default_rng(0)
+        x, h0, c0 = (rng.standard_normal(s).astype(np.float32) for s in ((7, 3, 8), (3, 16), (3, 16)))
+        ys, (hT, cT) = lstm(torch.from_numpy(x), (torch.from_numpy(h0)[None], torch.from_numpy(c0)[None]))
+    session = make_session(compiled.model).session
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": x, "h0": h0, "c0": c0})))
+    np.testing.assert_allclose(got["ys"], ys.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got["cT"], cT[0].numpy(), rtol=1e-4, atol=1e-5)
