@@ -127,4 +127,5 @@ def test_recognised_lstm_matches_pytorch() -> None:
     session = make_session(compiled.model).session
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": x, "h0": h0, "c0": c0})))
     np.testing.assert_allclose(got["ys"], ys.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got["hT"], hT[0].numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got["cT"], cT[0].numpy(), rtol=1e-4, atol=1e-5)
