@@ -166,7 +166,8 @@ def compile_to_file(path: str | Path, output: str | Path, options: CompileOption
     with progress.stage("lower"):
         model = lower_graph(graph, {}, options.opset, _metadata(path, graph, options), seed=options.seed,
                             include_params=False)
-    with progress.stage("save"), atomic_path(out) as tmp:
+    # One stage: the weights are drawn while the file is written.
+    with progress.stage("weights + save"), atomic_path(out) as tmp:
         _stream(graph, model, options, tmp)
     return graph
 

@@ -67,3 +67,46 @@ def test_recur_on_an_empty_sequence_keeps_the_initial_state(reverse: str) -> Non
 def test_static_length_needs_no_guard() -> None:
     model = netc.compile_source('network N {\n  input x: f32[5, 2, 3]\n  output y = gru(x, 4, lowering="scan")\n}\n').model
     assert "If" not in {n.op_type for n in model.graph.node}
+
+
+SAMPLED = """block stochastic(h, x) {
+  h2 = bernoulli(sigmoid(dense(x, 4) + dense(h, 4, bias=false)))
+  return h2, h2
+}
+block step(h, prev, chars: int) {
+  h2 = tanh(dense(embed(prev, chars, 4), 4) + dense(h, 4, bias=false))
+  return h2, dense(h2, chars)
+}
+network N {
+  input x: f32[T, B, 3]
+  input h0: f32[B, 4]
+  input start: i64[B]
+  ys, fin = recur(stochastic, x, init=h0, return_state=true)
+  output ys = ys
+  output fin = fin
+  output text = generate(step, init=fin, start=start, stop=3, max_len=5, sample=true, top_k=2, chars=8)
+}
+"""
+
+
+def test_empty_sequence_with_random_ops_and_sampling() -> None:
+    # A draw inside a guarded recur stays in its step (neither hoisted nor taken for a
+    # standard cell), and the sampled generate after it runs from the initial state on T = 0.
+    compiled = netc.compile_source(SAMPLED, seed=4)
+    (recur,) = [op for op in compiled.graph.ops if op.kind == "recur"]
+    assert "cell" not in recur.attrs
+    assert "bernoulli" in {op.kind for op in recur.regions[0].ops}
+    assert "bernoulli" not in {op.kind for op in compiled.graph.ops}
+    h0 = RNG.standard_normal((2, 4)).astype(np.float32)
+    start = np.array([0, 1], np.int64)
+    for steps in (0, 3):
+        feeds = {"x": RNG.standard_normal((steps, 2, 3)).astype(np.float32), "h0": h0, "start": start}
+        got, want = _run_both(SAMPLED, feeds)
+        assert got["ys"].shape == want["ys"].shape == (steps, 2, 4)
+        assert set(np.unique(got["ys"])) <= {0.0, 1.0}
+        for out in (got, want):
+            assert out["text"].ndim == 2 and out["text"].shape[1] == 2 and out["text"].shape[0] <= 5
+            assert ((out["text"] >= 0) & (out["text"] < 8)).all()
+        if steps == 0:
+            np.testing.assert_array_equal(got["fin"], h0)
+            np.testing.assert_array_equal(want["fin"], h0)
