@@ -48,6 +48,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import harness  # first: it sets OpenMP's wait policy before torch loads
 import torch
 import torch_models
 
@@ -128,15 +129,8 @@ def warm_up(work: Path, exporters: list[str]) -> None:
 
 
 def session(model_path: Path, threads: int, optimized: Path | None = None) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    if optimized is not None:
-        options.optimized_model_filepath = str(optimized)
-    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    """A session on the harness's shared pool (`threads` intra-op threads, set up in main)."""
+    return harness.ort_session(model_path, optimized)
 
 
 def latencies(sessions: dict[str, ort.InferenceSession], x: np.ndarray, warmup: int, runs: int
@@ -289,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         tool, name, out = args.cold
         print(compile_with(tool, name, Path(out)))
         return
+    harness.setup_threads(args.threads)
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.runs = args.runs or (10 if args.quick else 100)
     args.warmup = args.warmup if args.warmup is not None else (3 if args.quick else 10)

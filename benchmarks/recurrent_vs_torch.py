@@ -59,6 +59,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import harness
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -298,21 +299,10 @@ class Stats:
 
 
 def session(model: onnx.ModelProto, optimized_path: str | None = None) -> ort.InferenceSession:
-    """A CPU session as netc.runtime.session.make_session makes it (optimisation level ALL),
-    but on the process-wide thread pool that `main` sets up instead of a pool of its own.
-
-    With a pool per session, the sessions of an interleaved comparison fight: after a run,
-    its pool's threads keep spinning for work and take cores from the next session's run.
-    On 2 cores that made every model 2-3x slower than alone, the more so the more sessions
-    took turns, and biased the comparison by which model ran after which. Sharing one pool,
-    each model runs as fast as in a process of its own."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    options.use_per_session_threads = False
-    if optimized_path:
-        options.optimized_model_filepath = optimized_path
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    """A CPU session on the harness's shared pool (`benchmarks/harness.py`: one pool for all
+    sessions, spinning off), optimisation level ALL. With a pool per session, interleaved
+    sessions fought for the cores: every model ran 1.4-3x slower than alone."""
+    return harness.ort_session(model, optimized_path)
 
 
 def check_agreement(sessions: dict[str, ort.InferenceSession], feeds: dict, reference: str) -> dict[str, float]:
@@ -329,17 +319,7 @@ def check_agreement(sessions: dict[str, ort.InferenceSession], feeds: dict, refe
 def time_interleaved(sessions: dict[str, ort.InferenceSession], feeds: dict, repeats: int,
                      warmup: int) -> dict[str, Stats]:
     """`repeats` rounds; each runs every session once, the order rotating round by round."""
-    names = list(sessions)
-    for _ in range(warmup):
-        for name in names:
-            sessions[name].run(None, feeds)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        for k in range(len(names)):
-            name = names[(r + k) % len(names)]
-            start = time.perf_counter()
-            sessions[name].run(None, feeds)
-            times[name].append(time.perf_counter() - start)
+    times = harness.interleave_sessions(sessions, feeds, repeats, warmup)
     return {name: Stats.of(t) for name, t in times.items()}
 
 
@@ -373,11 +353,8 @@ class Ratio:
 
     @staticmethod
     def of(a: Stats, b: Stats) -> Ratio:
-        r = np.asarray(a.times) / np.asarray(b.times)
-        rng = np.random.default_rng(0)
-        medians = np.median(rng.choice(r, (2000, len(r))), axis=1)
-        low, high = np.percentile(medians, [2.5, 97.5])
-        return Ratio(a.median / b.median, float(np.median(r)), float(low), float(high))
+        paired = harness.paired_ratio(a.times, b.times)
+        return Ratio(a.median / b.median, paired.value, paired.low, paired.high)
 
     def verdict(self, target: float) -> str:
         """PASS or FAIL when the interval lies on one side of the target; TIE when it holds
@@ -618,7 +595,7 @@ def main() -> None:
     sections = {int(s) for s in args.sections.split(",") if s}
     command = "python benchmarks/recurrent_vs_torch.py" + "".join(f" {a}" for a in sys.argv[1:])
     logging.getLogger("torch").setLevel(logging.ERROR)
-    ort.set_global_thread_pool_sizes(args.threads, 1)  # before the first session; see session()
+    harness.setup_threads(args.threads)  # before the first session; see session()
     torch.set_num_threads(args.threads)
 
     cpu = platform.processor() or platform.machine()

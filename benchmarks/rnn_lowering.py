@@ -1,31 +1,26 @@
 """Native ONNX RNN/LSTM/GRU against the Scan lowering, per cell, on onnxruntime CPU.
 
     python benchmarks/rnn_lowering.py [--T 100 --N 32 --D 256 --H 256] [--threads 2]
-                                      [--repeats 30] [--rounds 3] [--cells rnn,lstm,gru]
+                                      [--rounds 30] [--cells rnn,lstm,gru] [--json out.json]
                                       [--variants plain,bidir,lengths,peephole,reset-after]
                                       [--sizes 32x256,1x256,32x64]   (N x H, with D = H)
 
 For each cell (and variant) it compiles `cell(x, H, lowering="native")` and
 `cell(x, H, lowering="scan")` on the same weights, checks that the two agree, and times
-`session.run` with `--threads` intra-op threads. The sessions take turns, run by run, so
-background load hits them alike; each timing is the median of `--repeats` runs after a
-warm-up, and the table shows the median over `--rounds` such rounds. The ratio is
-scan / native: below 1 means the Scan lowering is faster. `lowering="auto"` in
+`session.run` on the harness's shared pool (`benchmarks/harness.py`): the sessions take
+turns run by run for `--rounds` rounds; medians and the paired ratio scan / native with
+bootstrap 95% intervals. Below 1 means the Scan lowering is faster. `lowering="auto"` in
 compiler/ops/recurrent.py (AUTO_LOWERING, choose_lowering) is set from these tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import time
 
 import numpy as np
-import onnxruntime as ort
+from harness import Bench, add_common_arguments, interleave_sessions, ort_session, setup_threads
 
 import netc
-from netc.runtime.session import make_session
 
 VARIANTS = {
     "plain": "",
@@ -52,30 +47,26 @@ def main() -> None:
     parser.add_argument("--N", type=int, default=32)
     parser.add_argument("--D", type=int, default=256)
     parser.add_argument("--H", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cells", default="rnn,lstm,gru")
     parser.add_argument("--variants", default="plain")
     parser.add_argument("--sizes", default="", help="N x H pairs (D = H), e.g. 32x256,1x256; "
                         "overrides --N, --D and --H")
+    add_common_arguments(parser, rounds=30)
     args = parser.parse_args()
+    setup_threads(args.threads)
+    bench = Bench("rnn_lowering")
     sizes = [tuple(int(v) for v in item.split("x")) for item in args.sizes.split(",") if item]
     for n, h in sizes or [(args.N, args.H)]:
         if sizes:
             args.N, args.D, args.H = n, h, h
-        run_table(args)
+        run_table(args, bench)
+    bench.finish(args.json)
 
 
-def run_table(args: argparse.Namespace) -> None:
-
-    print(f"onnxruntime {ort.__version__}, {platform.machine()}, {args.threads} threads; "
-          f"T={args.T} N={args.N} D={args.D} H={args.H}; median of {args.repeats} runs, "
-          f"median over {args.rounds} rounds")
+def run_table(args: argparse.Namespace, bench: Bench) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.T, args.N, args.D)).astype(np.float32)
     lens = rng.integers(args.T // 2, args.T + 1, args.N).astype(np.int32)
-    rows = []
     for variant in args.variants.split(","):
         for cell in args.cells.split(","):
             if not applies(cell, variant):
@@ -83,29 +74,15 @@ def run_table(args: argparse.Namespace) -> None:
             sessions = {}
             for lowering in ("native", "scan"):
                 compiled = netc.compile_source(source(cell, args, variant, lowering), seed=0)
-                sessions[lowering] = make_session(compiled.model, threads=args.threads).session
+                sessions[lowering] = ort_session(compiled.model)
             feeds = {"x": x} | ({"lens": lens} if variant == "lengths" else {})
             outs = {k: s.run(None, feeds)[0] for k, s in sessions.items()}
             np.testing.assert_allclose(outs["scan"], outs["native"], rtol=1e-3, atol=1e-4)
-            rounds: dict[str, list[float]] = {"native": [], "scan": []}
-            for _ in range(args.rounds):
-                times: dict[str, list[float]] = {"native": [], "scan": []}
-                for _ in range(3):
-                    for s in sessions.values():
-                        s.run(None, feeds)
-                for _ in range(args.repeats):
-                    for name, s in sessions.items():
-                        start = time.perf_counter()
-                        s.run(None, feeds)
-                        times[name].append(time.perf_counter() - start)
-                for name in rounds:
-                    rounds[name].append(statistics.median(times[name]))
-            native = statistics.median(rounds["native"]) * 1e3
-            scan = statistics.median(rounds["scan"]) * 1e3
-            rows.append((cell, variant, native, scan, scan / native))
-    print(f"\n{'cell':<6}{'variant':<13}{'native ms':>11}{'scan ms':>10}{'scan/native':>13}  faster")
-    for cell, variant, native, scan, ratio in rows:
-        print(f"{cell:<6}{variant:<13}{native:>11.2f}{scan:>10.2f}{ratio:>13.2f}  {'scan' if ratio < 1 else 'native'}")
+            times = interleave_sessions(sessions, feeds, args.rounds, args.warmup)
+            case = f"{cell} {variant} T={args.T} N={args.N} D={args.D} H={args.H}"
+            for name in ("native", "scan"):
+                bench.time_row(case, f"{name} ms", times[name])
+            bench.ratio_row(case, "scan / native", times["scan"], times["native"])
 
 
 if __name__ == "__main__":

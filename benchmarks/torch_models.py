@@ -4,7 +4,7 @@
 `resnet18`, `resnet50` and `resnet152` follow torchvision.models.resnet (v1.5: the stride
 is on the bottleneck's 3x3 conv; convolutions before batch normalisation have no bias; a
 1x1 conv + batchnorm projects the shortcut when the shape changes). `mnist_mlp` is the
-784-500-500-10 MLP of examples/mnist_mlp.net.
+784-500-500-10 MLP of examples/mnist_mlp.net; `vgg16` torchvision's vgg16.
 
 `netc_params` gives a module's weights under netc's parameter names (with netc's PyTorch
 importer), so that the two models can be compared output for output.
@@ -134,6 +134,20 @@ def mnist_mlp() -> MnistMLP:
 
 
 MODELS = {"resnet18": resnet18, "resnet50": resnet50, "resnet152": resnet152, "mnist_mlp": mnist_mlp}
+
+
+def vgg16(num_classes: int = 1000) -> nn.Sequential:
+    """torchvision's vgg16 (configuration D, no batch norm), as examples/vgg16.net."""
+    layers: list[nn.Module] = []
+    cin = 3
+    for width, convs in zip([64, 128, 256, 512, 512], [2, 2, 3, 3, 3]):
+        for _ in range(convs):
+            layers += [nn.Conv2d(cin, width, 3, padding=1), nn.ReLU(inplace=True)]
+            cin = width
+        layers.append(nn.MaxPool2d(2))
+    layers += [nn.Flatten(), nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
+               nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(4096, num_classes)]
+    return nn.Sequential(*layers)
 
 
 def trainable_count(module: nn.Module) -> int:

@@ -241,13 +241,16 @@ class LowerContext:
 
 def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET,
                 metadata: Mapping[str, str] | None = None, expose_all: bool = False,
-                value_names: dict[int, str] | None = None, seed: int = 0) -> onnx.ModelProto:
+                value_names: dict[int, str] | None = None, seed: int = 0,
+                include_params: bool = True) -> onnx.ModelProto:
     """Build the ONNX model of `graph` with `params` as initializers.
 
     `expose_all` also makes every intermediate value a graph output, so a verifier can
     compare onnxruntime with the reference op by op. `value_names`, when given, is filled
     with the ONNX name of every top-level value (graph inputs, parameters, op results) by
-    `id(value)`. `seed` is the compile seed, from which random ops' seeds derive.
+    `id(value)`. `seed` is the compile seed, from which random ops' seeds derive. Without
+    `include_params` the parameters' initializers are left out (and `params` is not read):
+    `netc.model_writer` streams them into the file.
     """
     ctx = LowerContext(graph, opset, seed=seed)
     for v in graph.inputs:
@@ -305,7 +308,7 @@ def lower_graph(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEF
     onnx_graph.node.extend(ctx.nodes)
     onnx_graph.input.extend(value_info(v.name, v.type) for v in graph.inputs)
     onnx_graph.output.extend(outputs)
-    for p in graph.params:
+    for p in graph.params if include_params else ():
         add_initializer(onnx_graph, p.name, params[p.name])
     onnx_graph.initializer.extend(ctx.initializers)
     for key, value in (metadata or {}).items():

@@ -4,7 +4,7 @@ from `.npz` or `.safetensors` files (never pickle)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -20,60 +20,97 @@ def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, int.from_bytes(digest, "little")])
 
 
-def initialise(param: Param, seed: int) -> np.ndarray:
+def initialise(param: Param, seed: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The parameter's initial values, drawn into `out` when given (an array of the
+    parameter's shape and dtype)."""
+    if out is None:
+        out = np.empty(param.shape, param.dtype.numpy)
+    elif out.shape != param.shape or out.dtype != param.dtype.numpy:
+        raise ValueError(f"buffer for {param.name} is {out.dtype}{list(out.shape)}, "
+                         f"not {param.dtype.numpy}{list(param.shape)}")
+    drawer(param, seed)(out.reshape(-1))
+    return out
+
+
+def drawer(param: Param, seed: int) -> Callable[[np.ndarray], None]:
+    """A function that fills successive pieces of the parameter's flattened initial values:
+    called on consecutive slices, it writes exactly `initialise(param, seed).ravel()`
+    (NumPy's generators give the same stream drawn at once or in pieces), so a writer can
+    draw a large weight piece by piece."""
     init = param.init
-    shape = param.shape
-    dtype = param.dtype.numpy
     scheme = init.scheme
-    if scheme == "zeros":
-        return np.zeros(shape, dtype)
-    if scheme == "ones":
-        return np.ones(shape, dtype)
-    if scheme == "constant":
-        return np.full(shape, init.arg("value", 0.0), dtype)
-    if scheme == "array":
-        return np.asarray(init.values, dtype).reshape(shape)
-    if scheme == "identity":
-        return _blockwise(shape, lambda r, c: np.eye(r, c), init.arg("gain", 1.0)).astype(dtype)
+    if scheme in ("zeros", "ones", "constant"):
+        value = {"zeros": 0.0, "ones": 1.0}.get(scheme, init.arg("value", 0.0) if scheme == "constant" else 0.0)
+        return lambda out: out.fill(value)
+    if scheme in ("array", "identity", "orthogonal"):
+        # Matrix-shaped (a QR, an eye per block) or given whole: made at once, handed out
+        # in consecutive pieces.
+        return _whole(lambda: _matrix_values(param, seed))
     rng = _rng(seed, param.name)
     # Draw in float32 unless the parameter is float64: half the work and no cast for the
     # common case (ResNet-50's 25.6M values: about 0.1 s instead of 0.3 s).
-    draw = np.float64 if dtype == np.float64 else np.float32
+    draw = np.float64 if param.dtype.numpy == np.float64 else np.float32
     fan_in, fan_out = param.fan_in, param.fan_out
-
-    def uniform(low: float, high: float) -> np.ndarray:
-        values = rng.random(shape, dtype=draw)
-        values *= draw(high - low)
-        values += draw(low)
-        return values
-
-    def normal(mean: float, std: float) -> np.ndarray:
-        values = rng.standard_normal(shape, dtype=draw)
-        values *= draw(std)
-        values += draw(mean)
-        return values
-
     if scheme == "glorot_uniform":
         limit = float(np.sqrt(6.0 / (fan_in + fan_out)))
-        values = uniform(-limit, limit)
+        kind, a, b = "uniform", -limit, limit
     elif scheme == "glorot_normal":
-        values = normal(0.0, float(np.sqrt(2.0 / (fan_in + fan_out))))
+        kind, a, b = "normal", 0.0, float(np.sqrt(2.0 / (fan_in + fan_out)))
     elif scheme == "he_uniform":
         limit = float(np.sqrt(6.0 / fan_in))
-        values = uniform(-limit, limit)
+        kind, a, b = "uniform", -limit, limit
     elif scheme == "he_normal":
-        values = normal(0.0, float(np.sqrt(2.0 / fan_in)))
+        kind, a, b = "normal", 0.0, float(np.sqrt(2.0 / fan_in))
     elif scheme == "lecun_normal":
-        values = normal(0.0, float(np.sqrt(1.0 / fan_in)))
+        kind, a, b = "normal", 0.0, float(np.sqrt(1.0 / fan_in))
     elif scheme == "normal":
-        values = normal(init.arg("mean", 0.0), init.arg("std", 0.01))
+        kind, a, b = "normal", init.arg("mean", 0.0), init.arg("std", 0.01)
     elif scheme == "uniform":
-        values = uniform(init.arg("low", -0.05), init.arg("high", 0.05))
-    elif scheme == "orthogonal":
-        values = _blockwise(shape, lambda r, c: _orthogonal(rng, r, c), init.arg("gain", 1.0))
+        kind, a, b = "uniform", init.arg("low", -0.05), init.arg("high", 0.05)
     else:  # pragma: no cover - schemes are validated when parsed
         raise ValueError(f"unknown initialiser {scheme}")
-    return values.astype(dtype, copy=False)
+
+    def fill(out: np.ndarray) -> None:
+        values = out if out.dtype == draw else np.empty(out.shape, draw)
+        if kind == "uniform":  # low + (high - low) * U[0, 1)
+            rng.random(dtype=draw, out=values)
+            np.multiply(values, draw(b - a), out=values)
+            np.add(values, draw(a), out=values)
+        else:  # mean + std * N(0, 1)
+            rng.standard_normal(dtype=draw, out=values)
+            np.multiply(values, draw(b), out=values)
+            np.add(values, draw(a), out=values)
+        if values is not out:
+            out[...] = values
+
+    return fill
+
+
+def _whole(make: Callable[[], np.ndarray]) -> Callable[[np.ndarray], None]:
+    """A filler for values that cannot be drawn piece by piece: `make()` is called once, on
+    the first piece, and consecutive pieces copy consecutive slices of its flattened values."""
+    values: np.ndarray | None = None
+    offset = 0
+
+    def fill(out: np.ndarray) -> None:
+        nonlocal values, offset
+        if values is None:
+            values = make().reshape(-1)
+        out[...] = values[offset:offset + out.size]
+        offset += out.size
+
+    return fill
+
+
+def _matrix_values(param: Param, seed: int) -> np.ndarray:
+    """The whole value of an `array`, `identity` or `orthogonal` parameter."""
+    init, shape, dtype = param.init, param.shape, param.dtype.numpy
+    if init.scheme == "array":
+        return np.asarray(init.values, dtype).reshape(shape)
+    if init.scheme == "identity":
+        return _blockwise(shape, lambda r, c: np.eye(r, c), init.arg("gain", 1.0)).astype(dtype)
+    rng = _rng(seed, param.name)
+    return _blockwise(shape, lambda r, c: _orthogonal(rng, r, c), init.arg("gain", 1.0)).astype(dtype, copy=False)
 
 
 def _blockwise(shape: tuple[int, ...], block, gain: float) -> np.ndarray:

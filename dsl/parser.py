@@ -19,6 +19,7 @@ from netc.dsl.errors import (
     Span,
     remember_source,
 )
+from netc.dsl.parser_cache import cached_lark
 
 # Deepest nesting of the syntax tree accepted. Later stages walk expressions recursively,
 # so a file of 10,000 nested parentheses must be a located error, not a RecursionError.
@@ -55,7 +56,7 @@ def _lark() -> Lark:
     grammar = (Path(__file__).parent / "grammar.lark").read_text(encoding="utf-8")
     # The basic lexer reads a keyword as a keyword everywhere: the contextual one would read
     # `else {` at the start of a statement, or `true = 3`, as a name and report a poorer error.
-    return Lark(grammar, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=True)
+    return cached_lark(grammar, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=True)
 
 
 def _describe_terminal(name: str) -> str:

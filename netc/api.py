@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,11 +27,12 @@ from netc.compiler.elaborate import NetworkOptions, choose_network, elaborate_ne
 from netc.compiler.ir import Graph
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
 from netc.compiler.lowering import DEFAULT_OPSET, SUPPORTED_OPSETS, lower_graph
-from netc.compiler.params import materialise, read_weight_file
+from netc.compiler.params import drawer, materialise, read_weight_file
 from netc.compiler.passes import PIPELINE
 from netc.compiler.program import Program, load_program
 from netc.dsl.errors import NetcInputError
 from netc.files import atomic_path, check_output_path
+from netc.model_writer import TensorSpec, write_model
 from netc.runtime.inputs import MIN_SIZES_KEY, min_sizes_text
 
 if TYPE_CHECKING:  # the runtime (onnxruntime, the reference) loads only when a model runs
@@ -129,12 +131,12 @@ def check_file(path: str | Path, settings: Mapping[str, Any] | None = None, sour
 
 @guarded
 def compile_file(path: str | Path, options: CompileOptions | None = None, source: str | None = None,
-                 **overrides: Any) -> Compiled:
-    """Compile one network of a `.net` file to an ONNX model (not written to disk)."""
+                 include_params: bool = True, **overrides: Any) -> Compiled:
+    """Compile one network of a `.net` file to an ONNX model (not written to disk); without
+    `include_params`, the model leaves out the parameters' initializers (they are in
+    `Compiled.params`)."""
     options = make_options(options, overrides)
-    if options.opset not in SUPPORTED_OPSETS:
-        raise NetcInputError(f"opset {options.opset} is not supported; use {SUPPORTED_OPSETS.start}.."
-                             f"{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
+    _check_opset(options)
     with progress.stage("parse"):
         program = load(path, source, options.allow_import_root, options.limits)
     with progress.stage("elaborate"):
@@ -145,16 +147,104 @@ def compile_file(path: str | Path, options: CompileOptions | None = None, source
                    if options.weights else None)
         source_name = f"weight file {options.weights}" if options.weights else "weights"
         params = materialise(graph, options.seed, weights, source_name, cast=options.cast_weights)
+    with progress.stage("lower"):
+        model = lower_graph(graph, params, options.opset, _metadata(path, graph, options), seed=options.seed,
+                            include_params=include_params)
+    return Compiled(graph, params, model, _files_read(program, options))
+
+
+@guarded
+def compile_to_file(path: str | Path, output: str | Path, options: CompileOptions | None = None,
+                    source: str | None = None, **overrides: Any) -> Graph:
+    """Compile one network and write it to `output` (atomically), drawing each weight just
+    before it is written (`netc.model_writer`): the bytes of `compile_file(...).save(output)`
+    with a peak memory of a few megabytes of buffers instead of three times the model.
+    Returns the network's IR graph."""
+    options = make_options(options, overrides)
+    _check_opset(options)
+    out = check_output_path(output, path, options.weights)
+    with progress.stage("parse"):
+        program = load(path, source, options.allow_import_root, options.limits)
+    out = check_output_path(output, *_files_read(program, options))  # no imported file is overwritten
+    with progress.stage("elaborate"):
+        graph = build_graph(program, options.network, options.settings, options.limits)
+    specs = [TensorSpec(p.name, tuple(p.shape), p.dtype.numpy) for p in graph.params]
+    if sum(s.nbytes for s in specs) >= EXTERNAL_DATA_THRESHOLD:  # the data goes to a file of its own
+        compiled = compile_file(path, options, source)
+        with progress.stage("save"):
+            compiled.save(out, path)
+        return graph
+    with progress.stage("lower"):
+        model = lower_graph(graph, {}, options.opset, _metadata(path, graph, options), seed=options.seed,
+                            include_params=False)
+    # One stage: the weights are drawn while the file is written.
+    with progress.stage("weights + save"), atomic_path(out) as tmp:
+        _stream(graph, model, options, tmp)
+    return graph
+
+
+def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: Path) -> None:
+    """Write `model` (lowered without its parameters) to `out` with the parameters drawn
+    (or read from the weight file) one at a time."""
+    specs = [TensorSpec(p.name, tuple(p.shape), p.dtype.numpy) for p in graph.params]
+    by_name = {p.name: p for p in graph.params}
+    values = None
+    if options.weights:  # checked as a whole before anything is written
+        expected = {p.name: p.shape for p in graph.params}  # tensors of other names or shapes are not read
+        weights = read_weight_file(options.weights, expected, options.limits.max_param_bytes)
+        values = materialise(graph, options.seed, weights, f"weight file {options.weights}",
+                             cast=options.cast_weights)
+    # Generated weights are drawn in pieces of PIECE_BYTES into two buffers in turn: a worker
+    # thread draws the next piece while this one is written (NumPy's generators and file
+    # writes release the GIL), so drawing and writing overlap and the memory they take is
+    # two pieces, whatever the size of the model.
+    buffers = [np.empty(PIECE_BYTES, np.uint8) for _ in range(2)] if values is None else []
+
+    def draw(spec: TensorSpec) -> np.ndarray | Iterator[np.ndarray]:
+        if values is not None:
+            return values.pop(spec.name)  # freed once written
+        return _pieces(drawer(by_name[spec.name], options.seed), spec, buffers, pool)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="netc-draw") as pool, open(out, "wb") as f:
+        write_model(model, specs, draw, f)
+
+
+PIECE_BYTES = 8 * 2**20
+
+
+def _pieces(fill, spec: TensorSpec, buffers: list[np.ndarray], pool: ThreadPoolExecutor) -> Iterator[np.ndarray]:
+    """The parameter's values in pieces, each drawn (by `fill`, in order) into one of the two
+    buffers while the previous piece is being written."""
+    count = spec.nbytes // np.dtype(spec.dtype).itemsize
+    per = max(1, PIECE_BYTES // np.dtype(spec.dtype).itemsize)
+    views = [b[:per * np.dtype(spec.dtype).itemsize].view(spec.dtype) for b in buffers]
+    starts = list(range(0, count, per))
+    if not starts:
+        return
+    pending = pool.submit(fill, views[0][:min(per, count)])
+    for k, start in enumerate(starts):
+        pending.result()
+        current = views[k % 2][:min(per, count - start)]
+        if k + 1 < len(starts):
+            nxt = starts[k + 1]
+            pending = pool.submit(fill, views[(k + 1) % 2][:min(per, count - nxt)])
+        yield current
+
+
+def _metadata(path: str | Path, graph: Graph, options: CompileOptions) -> dict[str, str]:
     metadata = {"netc.version": __version__, "netc.source": os.path.basename(str(path)),
                 "netc.network": graph.name, "netc.seed": str(options.seed)}
     if graph.min_sizes.requirement_text():
         metadata[MIN_SIZES_KEY] = min_sizes_text(graph.min_sizes.minima)
     if options.weights:
         metadata["netc.weights"] = os.path.basename(str(options.weights))
-    with progress.stage("lower"):
-        model = lower_graph(graph, params, options.opset, metadata, seed=options.seed)
-    read = [key for key in program.modules if Path(key).is_absolute()]  # files (not source text) read
-    return Compiled(graph, params, model, tuple(read + ([str(options.weights)] if options.weights else [])))
+    return metadata
+
+
+def _files_read(program: Program, options: CompileOptions) -> tuple[str, ...]:
+    """Every file a compile read (root, imports, weights): never an output."""
+    read = [key for key in program.modules if Path(key).is_absolute()]  # files, not source text
+    return tuple(read + ([str(options.weights)] if options.weights else []))
 
 
 def compile_source(text: str, name: str = "<string>.net", **overrides: Any) -> Compiled:
@@ -343,13 +433,44 @@ def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: 
     from netc.runtime.verify import verify
 
     options = make_options(options, overrides)
-    compiled = compile_file(path, options, source)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise NetcInputError("verify needs at least one seed")
-    with progress.stage("verify"):
-        return verify(compiled.graph, compiled.params, compiled.model, seed_list, rtol, atol, per_op,
-                      options.opset, provider)
+    _check_opset(options)
+    with progress.stage("parse"):
+        program = load(path, source, options.allow_import_root, options.limits)
+    with progress.stage("elaborate"):
+        graph = build_graph(program, options.network, options.settings, options.limits)
+    if sum(p.size * p.dtype.numpy.itemsize for p in graph.params) >= EXTERNAL_DATA_THRESHOLD:
+        compiled = compile_file(path, options, source, include_params=False)
+        with progress.stage("verify"):
+            return verify(compiled.graph, compiled.params, compiled.model, seed_list, rtol, atol, per_op,
+                          options.opset, provider, params_in_model=False)
+    # onnxruntime loads the model from a file the weights were streamed into, and runs every
+    # seed; only then are the weights drawn again for the reference: the process never holds
+    # the session's copy of the weights and its own at once.
+    weights = read_weight_file(options.weights) if options.weights else None
+    source_name = f"weight file {options.weights}" if options.weights else "weights"
+
+    def params() -> dict[str, np.ndarray]:
+        return materialise(graph, options.seed, weights, source_name, cast=options.cast_weights)
+
+    with progress.stage("lower"):
+        model = lower_graph(graph, {}, options.opset, _metadata(path, graph, options), seed=options.seed,
+                            include_params=False)
+    with tempfile.TemporaryDirectory(prefix="netc-verify-") as tmp:
+        model_file = Path(tmp, "model.onnx")
+        with progress.stage("weights"):
+            _stream(graph, model, options, model_file)
+        with progress.stage("verify"):
+            return verify(graph, params, model, seed_list, rtol, atol, per_op, options.opset, provider,
+                          params_in_model=False, model_file=model_file)
+
+
+def _check_opset(options: CompileOptions) -> None:
+    if options.opset not in SUPPORTED_OPSETS:
+        raise NetcInputError(f"opset {options.opset} is not supported; use {SUPPORTED_OPSETS.start}.."
+                             f"{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
 
 
 @guarded

@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help="a .net file")
     p.add_argument("-o", "--output", metavar="OUT.onnx",
                    help="where to write the model (default: <FILE stem>.onnx in the current folder)")
+    p.add_argument("--quantize", choices=("dynamic", "static"),
+                   help="write an int8 model (onnxruntime.quantization; see docs/quantization.md)")
+    p.add_argument("--calibrate", metavar="DATA.npz",
+                   help="--quantize static: calibration inputs by name, axis 0 the batch")
     _network_options(p)
     _weight_options(p)
     p.set_defaults(handler=cmd_compile)
@@ -231,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-op", action="store_true", help="also print every op's comparison (first seed)")
     p.add_argument("--provider", choices=sorted(PROVIDERS), default="cpu",
                    help="onnxruntime provider (default cpu; cuda falls back to cpu, saying so)")
+    p.add_argument("--against-f32", metavar="QUANT.onnx",
+                   help="instead: compare QUANT.onnx (made by compile --quantize with the same --seed/--weights) "
+                        "with FILE's f32 model: max abs/rel error, top-1 agreement (docs/quantization.md)")
+    p.add_argument("--data", metavar="DATA.npz",
+                   help="--against-f32: inputs by name, axis 0 the batch (default: random, batch 32, per seed)")
     _network_options(p)
     _weight_options(p)
     p.set_defaults(handler=cmd_verify)
@@ -374,14 +383,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(source.stem + ".onnx")
     check_output_path(args.output or out, source, args.weights)  # before the work: a mistake costs nothing
     start = time.perf_counter()
-    compiled = api.compile_file(source, _options(args))
-    with progress.stage("save"):
-        api.save_model(compiled.model, out, source, inputs=compiled.sources)
+    if args.quantize or args.calibrate:
+        from netc.int8 import compile_quantized
+
+        graph = compile_quantized(source, out, _options(args), args.quantize, args.calibrate)
+    else:
+        graph = api.compile_to_file(source, out, _options(args))
     ms = (time.perf_counter() - start) * 1e3
-    total = sum(p.size for p in compiled.graph.params)
-    trainable = sum(p.size for p in compiled.graph.params if p.trainable)
-    size = sum(f.stat().st_size for f in api.model_files(out))  # with the data file of a model over 2 GB
-    print(f"wrote {out}: network {compiled.graph.name}, {total:,} parameters ({trainable:,} trainable), "
+    total = sum(p.size for p in graph.params)
+    trainable = sum(p.size for p in graph.params if p.trainable)
+    # With the data file of a model over 2 GB (finding it reads the model: only then).
+    big = sum(p.size * p.dtype.numpy.itemsize for p in graph.params) >= api.EXTERNAL_DATA_THRESHOLD
+    size = sum(f.stat().st_size for f in api.model_files(out)) if big else out.stat().st_size
+    print(f"wrote {out}: network {graph.name}, {total:,} parameters ({trainable:,} trainable), "
           f"{human_bytes(size)}, opset {args.opset}, {ms:.0f} ms")
     return EXIT_OK
 
@@ -443,6 +457,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from netc.runtime.verify import format_report
 
     path = _require_file(args.file)
+    if args.against_f32 or args.data:
+        from netc.int8 import verify_against_f32
+
+        return verify_against_f32(path, _options(args), args.against_f32, args.data, args.seeds)
     report = api.verify_file(path, _options(args), args.seeds, args.rtol, args.atol, args.per_op, args.provider)
     print(format_report(report))
     if report.ok:

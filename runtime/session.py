@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import onnxruntime as ort
 
@@ -27,6 +29,7 @@ class Session:
     min_sizes: dict[str, int] = field(default_factory=dict)  # least sizes of symbolic dims (metadata)
     spans: dict = field(default_factory=dict)  # op label -> source span, for a model compiled from .net
     value_rules: list = field(default_factory=list)  # integer input values a .net model accepts
+    shared: tuple = ()  # OrtValues over caller arrays the session reads: alive as long as it is
 
     @property
     def input_names(self) -> list[str]:
@@ -39,8 +42,12 @@ def available_providers() -> list[str]:
 
 
 def make_session(model: onnx.ModelProto | str | Path, provider: str = "cpu", threads: int = 0,
-                 optimized_model_path: str | None = None, warn=None) -> Session:
-    """A session on `provider`; asking for CUDA where it is missing falls back to CPU and says so."""
+                 optimized_model_path: str | None = None, warn=None,
+                 initializers: Mapping[str, np.ndarray] | None = None) -> Session:
+    """A session on `provider`; asking for CUDA where it is missing falls back to CPU and says so.
+
+    `initializers` are tensors the model reads but does not hold (a model lowered without
+    its parameters): the session uses the arrays' memory, without a copy."""
     if provider not in PROVIDERS:
         raise NetcInputError(f"unknown provider '{provider}'; choose " + " or ".join(PROVIDERS))
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
@@ -56,6 +63,14 @@ def make_session(model: onnx.ModelProto | str | Path, provider: str = "cpu", thr
         options.inter_op_num_threads = 1
     if optimized_model_path:
         options.optimized_model_filepath = optimized_model_path
+    shared = []
+    if initializers:
+        if not isinstance(model, onnx.ModelProto):
+            raise ValueError("initializers are given with a ModelProto")
+        model = with_external_placeholders(model, initializers)
+        names = list(initializers)
+        shared = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(initializers[n])) for n in names]
+        options.add_external_initializers(names, shared)
     providers = [PROVIDERS[used]] + (["CPUExecutionProvider"] if used != "cpu" else [])
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     try:
@@ -70,4 +85,21 @@ def make_session(model: onnx.ModelProto | str | Path, provider: str = "cpu", thr
         used = "cpu"
     from netc.runtime.inputs import min_sizes_of
 
-    return Session(session, used, threads, min_sizes=min_sizes_of(session))
+    return Session(session, used, threads, min_sizes=min_sizes_of(session), shared=tuple(shared))
+
+
+def with_external_placeholders(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of `model` (lowered without these tensors) whose initializers name `arrays` as
+    external data: the session takes their values from `add_external_initializers`."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for name, array in arrays.items():
+        tensor = out.graph.initializer.add()
+        tensor.name = name
+        tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+        tensor.dims.extend(array.shape)
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", "netc-in-memory"), ("offset", "0"), ("length", str(array.nbytes))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+    return out

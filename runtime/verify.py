@@ -9,8 +9,9 @@ source line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -145,21 +146,34 @@ class VerifyReport:
         return all(c.ok for c in self.outputs) and all(c.ok for _, c in self.draws)
 
 
-def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProto, seeds: Sequence[int] = (0, 1, 2),
+def verify(graph: Graph, params: Mapping[str, np.ndarray] | Callable[[], Mapping[str, np.ndarray]],
+           model: onnx.ModelProto, seeds: Sequence[int] = (0, 1, 2),
            rtol: float | None = None, atol: float | None = None, per_op: bool = False,
            opset: int = DEFAULT_OPSET, provider: str = "cpu", sizes: Mapping[str, int] | None = None,
-           check_model: bool = True) -> VerifyReport:
+           check_model: bool = True, params_in_model: bool = True,
+           model_file: str | Path | None = None) -> VerifyReport:
     """Compare `model` (the lowering of `graph` with `params`) on onnxruntime with the
-    reference interpreter; with `per_op`, also compare every intermediate for the first seed."""
+    reference interpreter; with `per_op`, also compare every intermediate for the first seed.
+
+    Without `params_in_model`, `model` was lowered without its parameters: onnxruntime reads
+    them from `params` in place (no second copy of the weights), and the checker sees them
+    as graph inputs. With `model_file` (the complete model, saved), onnxruntime loads that
+    instead, and `params` may be a function that makes them: it is called after the
+    session is gone, so the weights are never in memory twice."""
     if check_model and model.ByteSize() < 2**31 - 2**24:
         try:
-            onnx.checker.check_model(model, full_check=True)
+            onnx.checker.check_model(model if params_in_model else _params_as_inputs(model, graph),
+                                     full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
             raise NetcVerifyError(f"the ONNX checker rejects the model of '{graph.name}': "
                                   f"{str(err).strip().splitlines()[0][:400]}", graph.span) from None
     specs = graph_specs(graph)
     random = random_values(graph)
-    session = make_session(model, provider)
+    if model_file is not None:
+        session = make_session(model_file, provider)
+    else:
+        params = params() if callable(params) else params
+        session = make_session(model, provider, initializers=None if params_in_model else params)
     session.value_rules = value_rules(graph)  # values onnxruntime and the reference would wrap: refused
     session.spans = {op.label: op.span for op in graph.walk() if op.label and op.span}
     worst: dict[str, Comparison] = {}
@@ -167,12 +181,20 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
     failing: tuple[int, dict[str, np.ndarray]] | None = None
     first: tuple[int, dict[str, np.ndarray]] | None = None
     seed_count = progress.counter("verify seeds", len(seeds), "seeds")
+    # Every seed on onnxruntime first, then the session is dropped before the reference runs:
+    # the peak memory is the larger of the two, not their sum.
+    runs, results = [], []
     for seed in seeds:
         cycle = SIZES if seed % 2 == 0 else SIZES[::-1]
         inputs = random_inputs(specs, seed, sizes, default=cycle, minima=graph.min_sizes.minima)
-        first = first or (seed, inputs)
         used_sizes.append(check_inputs(specs, inputs))
-        got = run_session(session, inputs, specs)
+        runs.append((seed, inputs))
+        results.append(run_session(session, inputs, specs))
+    provider_used = session.provider
+    del session
+    params = params() if callable(params) else params
+    for (seed, inputs), got in zip(runs, results):
+        first = first or (seed, inputs)
         with progress.counter(f"seed {seed}: reference", len(graph.ops), "ops") as ops:
             want = run_graph(graph, params, inputs, on_op=lambda _op, ops=ops: ops.update())
         seed_count.update()
@@ -189,7 +211,7 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray], model: onnx.ModelProt
     seed_count.close()
     for name, c in worst.items():  # report the declared type; the errors are the worst over the seeds
         c.type = str(graph.outputs[name].type)
-    report = VerifyReport(graph.name, session.provider, list(seeds), used_sizes,
+    report = VerifyReport(graph.name, provider_used, list(seeds), used_sizes,
                           [worst[n] for n in graph.outputs if n in worst],
                           failing_seed=failing[0] if failing else None)
     probe = failing or (first if per_op or random else None)  # random ops' draws are always checked
@@ -208,6 +230,15 @@ def _compile_seed(model: onnx.ModelProto) -> int:
     as it does; 0 when not recorded."""
     text = next((p.value for p in model.metadata_props if p.key == "netc.seed"), "0")
     return int(text) if text.lstrip("-").isdigit() else 0
+
+
+def _params_as_inputs(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
+    """A copy of a model lowered without its parameters, with them declared as inputs."""
+    checked = onnx.ModelProto()
+    checked.CopyFrom(model)
+    checked.graph.input.extend(onnx.helper.make_tensor_value_info(p.name, p.dtype.onnx, list(p.shape))
+                               for p in graph.params)
+    return checked
 
 
 def compare_ops(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray], seed: int,

@@ -47,6 +47,17 @@ def _interrupting_write_bytes(monkeypatch, exc: BaseException) -> None:
     monkeypatch.setattr(Path, "write_bytes", half)
 
 
+def _interrupting_stream(monkeypatch, exc: BaseException) -> None:
+    """`netc compile`'s streaming writer writes the model's first bytes, then raises `exc`."""
+    import netc.api
+
+    def half(model, params, value_of, f) -> int:
+        f.write(model.SerializeToString()[:10])
+        raise exc
+
+    monkeypatch.setattr(netc.api, "write_model", half)
+
+
 # ----------------------------------------------------------------------------- success
 
 
@@ -160,7 +171,7 @@ def test_interrupted_cli_compile_keeps_the_old_output(tmp_path: Path, monkeypatc
     source.write_text(NET)
     out = tmp_path / "m.onnx"
     out.write_bytes(OLD)
-    _interrupting_write_bytes(monkeypatch, KeyboardInterrupt())
+    _interrupting_stream(monkeypatch, KeyboardInterrupt())
     code = cli.main(["compile", str(source), "-o", str(out)])
     monkeypatch.undo()
     assert code == 130, capsys.readouterr().err

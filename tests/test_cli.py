@@ -223,7 +223,7 @@ def test_internal_error_exit_3_with_traceback(capsys, net, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("boom")
 
-    monkeypatch.setattr("netc.api.compile_file", broken)
+    monkeypatch.setattr("netc.api.compile_to_file", broken)
     code, _, err = run(capsys, "compile", net, "-o", net.with_suffix(".onnx"))
     assert code == 3
     assert "netc: internal error, please report" in err and "Traceback" in err and "boom" in err

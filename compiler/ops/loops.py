@@ -19,6 +19,7 @@ from onnx import TensorProto, numpy_helper
 
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, Graph, Init, Op, TensorType, Value
+from netc.compiler.ops import scan_guard
 from netc.compiler.ops.registry import REGISTRY, Arg, Case, OpDef, register
 from netc.compiler.regions import with_regions
 from netc.compiler.shapes import numel
@@ -177,20 +178,48 @@ class Recur(RegionOp):
         return with_regions(op, (region,), own, {**op.attrs, "n_seqs": len(seqs)})
 
     def lower(self, ctx, op, inputs):
+        if "cell" in op.attrs:  # a standard cell in the user's words (compiler/passes/recognise_cells.py)
+            from netc.compiler.ops.recognised import lower_recognised
+
+            return lower_recognised(ctx, op, inputs)
         k, m = op.attrs["n_state"], op.attrs["n_seqs"]
         (body,) = op.regions
-        sub = ctx.child()
-        ins = [sub.region_input(v, f"{op.label}/state{i}") for i, v in enumerate(body.inputs[:k])]
-        ins += [sub.region_input(v, f"{op.label}/x{i}") for i, v in enumerate(body.inputs[k:])]
-        sub.lower_ops(body.ops)
-        sub._op = op
-        outs = [sub.region_output(sub.name_of(v), v.type) for v in body.outputs.values()]
-        n_out = len(outs) - k
-        reverse = op.attrs["reverse"]
-        return ctx.node("Scan", inputs[:k + m], n_out=len(outs),
-                        body=sub.subgraph(f"{op.label}/body", ins, outs), num_scan_inputs=m,
-                        scan_input_directions=[1] * m if reverse else None,
-                        scan_output_directions=[1] * n_out if reverse and n_out else None)
+        body_outs = list(body.outputs.values())
+        n_out = len(body_outs) - k
+        steps = op.inputs[k].type.shape[0]
+
+        def emit(scope) -> list[str]:
+            if scope is not ctx:
+                # Inside the If guard (`scan_guard`), the step's weights would sit two subgraphs
+                # away from the Gemms that use them, and onnxruntime would not prepack them:
+                # a Reshape to its own shape per parameter, in the branch, is folded into a
+                # constant there (an Identity would be removed instead, and the Gemm would
+                # again read the top-level initializer).
+                params = {id(v) for v in ctx.graph.param_values.values()}
+                for v in op.inputs[k + m:]:
+                    if v is not None and id(v) in params:
+                        shape = ctx.ints(list(v.type.shape))
+                        scope.bind(v, scope.node("Reshape", [scope.name_of(v), shape])[0])
+            sub = scope.child()
+            ins = [sub.region_input(v, f"{op.label}/state{i}") for i, v in enumerate(body.inputs[:k])]
+            ins += [sub.region_input(v, f"{op.label}/x{i}") for i, v in enumerate(body.inputs[k:])]
+            sub.lower_ops(body.ops)
+            sub._op = op
+            outs = [sub.region_output(sub.name_of(v), v.type) for v in body_outs]
+            reverse = op.attrs["reverse"]
+            return scope.node("Scan", inputs[:k + m], n_out=len(outs),
+                              body=sub.subgraph(f"{op.label}/body", ins, outs), num_scan_inputs=m,
+                              scan_input_directions=[1] * m if reverse else None,
+                              scan_output_directions=[1] * n_out if reverse and n_out else None)
+
+        def empty(scope) -> list[str]:  # no step ran: the initial states, empty stacked outputs
+            return [*(scope.node("Identity", [s])[0] for s in inputs[:k]),
+                    *(scan_guard.empty_of(scope, TensorType(v.type.dtype, (steps, *v.type.shape)))
+                      for v in body_outs[k:])]
+
+        types = [*(v.type for v in body_outs[:k]), *(TensorType(v.type.dtype, (steps, *v.type.shape))
+                                                      for v in body_outs[k:])]
+        return scan_guard.guard_empty(ctx, steps, inputs[k], types, emit, empty)
 
 
 # ---------------------------------------------------------------------- generate

@@ -66,6 +66,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, Init, Op, TensorType, Value
+from netc.compiler.ops import scan_guard
 from netc.compiler.ops.activations import lower_activation
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
 from netc.compiler.shapes import same_dim
@@ -291,7 +292,17 @@ class _Recurrent(OpDef):
             requested = "scan"
         if choose_lowering(self.cell, x.dtype, requested, op.attrs["hidden"], x.shape[1]) == "native":
             return _lower_native(ctx, spec, inputs)
-        return _lower_scan(ctx, spec, inputs, op)
+        # onnxruntime's Scan fails on 0 steps: with a symbolic T the whole lowering goes into
+        # the else branch of an If (then: empty outputs, zero states). Only the Scan itself
+        # in the branch would cost 13-22%: the step's weights, prepared (transposed,
+        # regated) at the top level, are then two subgraphs away from the Gemms that use them
+        # and onnxruntime does not prepack them; prepared inside the branch, they are folded
+        # into it and prepacked as before.
+        types = [v.type for v in op.outputs]
+        return scan_guard.guard_empty(ctx, x.shape[0], inputs[0], types,
+                                      lambda branch: _lower_scan(branch, spec, inputs, op),
+                                      lambda branch: [scan_guard.empty_of(branch, types[0]),
+                                                      *(scan_guard.zeros_of(branch, t) for t in types[1:])])
 
 
 _X3 = "{f}[5, 2, 3]"
@@ -568,7 +579,17 @@ def _lower_native(ctx, spec: _Spec, inputs: list[str]) -> list[str]:
             attrs["input_forget"] = 1 if spec.coupled else 0
             attrs["clip"] = spec.clip
         n_out = 3 if spec.cell == "lstm" else 2
-        outs = ctx.node(_ONNX_OP[spec.cell], _trim(node_inputs), n_out=n_out, **attrs)
+        if spec.cell == "gru":  # onnxruntime's GRU kernel aborts the process on 0 steps
+            xt = spec.op.inputs[0].type
+            y_t = TensorType(xt.dtype, (xt.shape[0], spec.dirs, xt.shape[1], spec.hidden))
+            h_t = TensorType(xt.dtype, (spec.dirs, xt.shape[1], spec.hidden))
+            gru_inputs = _trim(node_inputs)
+            outs = scan_guard.guard_empty(
+                ctx, xt.shape[0], seq, [y_t, h_t],
+                lambda branch, ins=gru_inputs, a=attrs: branch.node("GRU", ins, n_out=2, **a),
+                lambda branch, y_t=y_t, h_t=h_t: [scan_guard.empty_of(branch, y_t), scan_guard.zeros_of(branch, h_t)])
+        else:
+            outs = ctx.node(_ONNX_OP[spec.cell], _trim(node_inputs), n_out=n_out, **attrs)
         if spec.dirs == 1:
             seq = ctx.node("Squeeze", [outs[0], ctx.ints([1])])[0]
         else:
@@ -577,6 +598,13 @@ def _lower_native(ctx, spec: _Spec, inputs: list[str]) -> list[str]:
         for k in range(n_out - 1):
             finals[k].append(outs[1 + k])
     states = [ctx.node("Concat", f, axis=0)[0] if len(f) > 1 else f[0] for f in finals if f]
+    xt = spec.op.inputs[0].type
+    if spec.cell == "lstm" and not isinstance(xt.shape[0], int):
+        # onnxruntime's LSTM gives a zero Y_h but a non-zero Y_c for 0 steps: zero it, as
+        # the definition (and the reference) says. One Where on a [dirs*layers, N, H] tensor.
+        steps = ctx.node("Shape", [x], start=0, end=1)[0]
+        ran = ctx.node("Greater", [steps, ctx.ints([0])])[0]
+        states[1] = ctx.node("Where", [ran, states[1], spec.scalar(ctx, 0.0, "zero")])[0]
     return [seq, *states]
 
 

@@ -45,7 +45,7 @@ def _hoist_ops(ops: list[Op]) -> list[Op]:
             op = with_regions(op, [_with_ops(r, ops) for r, ops in zip(op.regions, inner)])
         regions = op.regions
         opdef = REGISTRY[op.kind]
-        if len(regions) == 1 and isinstance(opdef, RegionOp):
+        if len(regions) == 1 and isinstance(opdef, RegionOp) and "cell" not in op.attrs:  # recognised: native op
             moved, op = _hoist_region(op, opdef)
             out.extend(moved)
         out.append(op)

@@ -106,10 +106,30 @@ def _run_graph(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[s
         values[id(v)] = inputs[v.name]
     for name, v in graph.param_values.items():
         values[id(v)] = params[name]
-    run_ops(graph.ops, values, env, on_op)
+    # Without `record`, an intermediate is dropped after the last op that reads it, so the
+    # peak is the live activations, not all of them (a region op lists what its body reads
+    # among its inputs, so top-level uses are complete).
+    run_ops(graph.ops, values, env, on_op, None if record is not None else _last_uses(graph))
     if record is not None:
         record.update(values)
     return {name: values[id(v)] for name, v in graph.outputs.items()}
+
+
+def _last_uses(graph: Graph) -> dict[int, list[int]]:
+    """Op index -> ids of the op results whose last reader is that op."""
+    keep = {id(v) for v in graph.outputs.values()}
+    last: dict[int, int] = {}
+    produced: set[int] = set()
+    for i, op in enumerate(graph.ops):
+        for v in op.inputs:
+            if v is not None:
+                last[id(v)] = i
+        produced.update(id(v) for v in op.outputs)
+    release: dict[int, list[int]] = {}
+    for key, i in last.items():
+        if key in produced and key not in keep:
+            release.setdefault(i, []).append(key)
+    return release
 
 
 def run_region(region: Graph, inputs: Sequence[np.ndarray], captured: Mapping[int, np.ndarray],
@@ -124,8 +144,11 @@ def run_region(region: Graph, inputs: Sequence[np.ndarray], captured: Mapping[in
 
 
 def run_ops(ops, values: dict[int, np.ndarray], env: Mapping[str, int],
-            on_op: Callable[[Any], None] | None = None) -> None:
-    for op in ops:
+            on_op: Callable[[Any], None] | None = None,
+            release: Mapping[int, list[int]] | None = None) -> None:
+    """Run `ops` in order on `values`; `on_op(op)` after each (progress), and the values
+    `release[i]` dropped after op `i` (their last reader)."""
+    for i, op in enumerate(ops):
         entry = REFERENCE[op.kind]
         args = [None if v is None else values[id(v)] for v in op.inputs]
         attrs = {k: _resolve(a, env) for k, a in op.attrs.items()}
@@ -138,6 +161,9 @@ def run_ops(ops, values: dict[int, np.ndarray], env: Mapping[str, int],
         results = result if isinstance(result, tuple) else (result,)
         for value, array in zip(op.outputs, results):
             values[id(value)] = _conform(value, np.asarray(array), env, op.kind)
+        del args, result, results
+        for key in release.get(i, ()) if release else ():
+            values.pop(key, None)
         if on_op is not None:
             on_op(op)
 
