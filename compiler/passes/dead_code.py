@@ -9,6 +9,8 @@ outputs (a region's inputs stay: they are its op's interface); order and names a
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from netc.compiler.ir import Graph, Op
 from netc.compiler.regions import with_regions
 
@@ -18,9 +20,8 @@ def eliminate_dead_code(graph: Graph) -> Graph:
     live = {id(v) for op in kept for v in op.inputs if v is not None}
     live |= {id(v) for v in graph.outputs.values()}
     params = [p for p in graph.params if id(graph.param_values[p.name]) in live]
-    return Graph(graph.name, list(graph.inputs), dict(graph.outputs), kept, params,
-                 {p.name: graph.param_values[p.name] for p in params}, graph.source, graph.span,
-                 graph.min_sizes)
+    return replace(graph, ops=kept, params=params,  # every other field kept
+                   param_values={p.name: graph.param_values[p.name] for p in params})
 
 
 def _live_ops(graph: Graph) -> list[Op]:

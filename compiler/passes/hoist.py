@@ -21,6 +21,8 @@ their identity: a hoisted op's per-step result becomes an input of the body it s
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from netc.compiler.ir import Graph, Op, TensorType, Value
 from netc.compiler.ops import REGISTRY
 from netc.compiler.ops.loops import RegionOp
@@ -29,9 +31,7 @@ from netc.compiler.regions import local_values, with_regions
 
 
 def hoist_loop_invariants(graph: Graph) -> Graph:
-    return Graph(graph.name, list(graph.inputs), dict(graph.outputs), _hoist_ops(graph.ops),
-                 list(graph.params), dict(graph.param_values), graph.source, graph.span,
-                 graph.min_sizes)
+    return replace(graph, ops=_hoist_ops(graph.ops))  # every other field kept
 
 
 def _hoist_ops(ops: list[Op]) -> list[Op]:

@@ -28,6 +28,8 @@ steps (the Elman step already lowers to the built-in `rnn`'s Scan form).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from netc.compiler.ir import DType, Graph, Op, Value
 from netc.compiler.ops.recurrent import choose_lowering
 from netc.compiler.regions import with_regions
@@ -35,8 +37,7 @@ from netc.compiler.regions import with_regions
 
 def recognise_cells(graph: Graph) -> Graph:
     ops = [_marked(op) if op.kind == "recur" else op for op in graph.ops]
-    return Graph(graph.name, list(graph.inputs), dict(graph.outputs), ops, list(graph.params),
-                 dict(graph.param_values), graph.source, graph.span)
+    return replace(graph, ops=ops)  # every other field (least sizes included) kept
 
 
 def _marked(op: Op) -> Op:
