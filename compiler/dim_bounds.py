@@ -117,3 +117,11 @@ def _not_positive(d: Sym, env: Mapping[str, int], span: Span | None) -> NetcShap
 def _text(d: Dim) -> str:
     text = str(d)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+MIN_SIZES_KEY = "netc.min_sizes"  # model metadata: `T=5,H=7`, the least sizes of symbolic dims
+
+
+def min_sizes_text(minima: Mapping[str, int]) -> str:
+    """The least sizes above 1, as the model's metadata records them (`T=5,H=7`)."""
+    return ",".join(f"{k}={v}" for k, v in minima.items() if v > 1)

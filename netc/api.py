@@ -23,6 +23,7 @@ import onnx
 
 from netc import __version__, progress
 from netc.boundary import guarded
+from netc.compiler.dim_bounds import MIN_SIZES_KEY, min_sizes_text
 from netc.compiler.elaborate import NetworkOptions, choose_network, elaborate_network
 from netc.compiler.ir import Graph
 from netc.compiler.limits import DEFAULT_LIMITS, Limits
@@ -33,7 +34,6 @@ from netc.compiler.program import Program, load_program
 from netc.dsl.errors import NetcInputError
 from netc.files import atomic_path, check_output_path
 from netc.model_writer import TensorSpec, write_model
-from netc.runtime.inputs import MIN_SIZES_KEY, min_sizes_text
 
 if TYPE_CHECKING:  # the runtime (onnxruntime, the reference) loads only when a model runs
     from netc.runtime.bench import BenchResult
@@ -171,8 +171,8 @@ def compile_to_file(path: str | Path, output: str | Path, options: CompileOption
     specs = [TensorSpec(p.name, tuple(p.shape), p.dtype.numpy) for p in graph.params]
     if sum(s.nbytes for s in specs) >= EXTERNAL_DATA_THRESHOLD:  # the data goes to a file of its own
         compiled = compile_file(path, options, source)
-        with progress.stage("save"):
-            compiled.save(out, path)
+        with progress.stage("save"):  # the name given: a data file goes beside it, even a link
+            compiled.save(output, path)
         return graph
     with progress.stage("lower"):
         model = lower_graph(graph, {}, options.opset, _metadata(path, graph, options), seed=options.seed,

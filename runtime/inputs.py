@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from netc.compiler import dims as D
+from netc.compiler.dim_bounds import MIN_SIZES_KEY, min_sizes_text  # noqa: F401  (re-exported)
 from netc.compiler.ir import Graph, Op, Value
 from netc.dsl.errors import NetcInputError, did_you_mean
 
@@ -315,13 +316,6 @@ def resolve_sizes(specs: Sequence[InputSpec], sizes: Mapping[str, int], default:
             raise NetcInputError(f"{name} = {sizes[name]} is below the least size the model needs "
                                  f"({name} ≥ {least})", None, [f"use --set {name}={least} or more"])
     return env
-
-
-MIN_SIZES_KEY = "netc.min_sizes"  # model metadata: `T=5,H=7`, the least sizes of symbolic dims
-
-
-def min_sizes_text(minima: Mapping[str, int]) -> str:
-    return ",".join(f"{k}={v}" for k, v in minima.items() if v > 1)
 
 
 def min_sizes_of(session) -> dict[str, int]:
