@@ -96,7 +96,8 @@ def export(module: torch.nn.Module, args: argparse.Namespace, path: Path, dynamo
 
 
 def netc_compile(args: argparse.Namespace, weights: Path, out: Path, n: int, t: int) -> None:
-    netc.compile_source(netc_source(args, n, t), weights=weights).save(out)
+    # What `netc compile` does: the weights streamed from the file into the model as written.
+    netc.api.compile_to_file("encoder.net", out, source=netc_source(args, n, t), weights=weights)
 
 
 def median_time(fn, runs: int = 3) -> float:
