@@ -48,8 +48,8 @@ def cluster():
         assert not _processes_of(session_dir), "Ray processes left behind"
 
 
-def _processes_of(session_dir: str) -> list[int]:
-    """Pids whose command line names the session folder (raylet, GCS, workers)."""
+def _pids(matches) -> list[int]:
+    """Pids of the processes whose command line `matches` (a predicate on its bytes)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -57,23 +57,20 @@ def _processes_of(session_dir: str) -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if os.path.basename(session_dir).encode() in cmdline:
+            if matches(cmdline):
                 pids.append(int(entry.name))
     return pids
+
+
+def _processes_of(session_dir: str) -> list[int]:
+    """Processes of a Ray session (raylet, GCS, workers): their command lines name its folder."""
+    name = os.path.basename(session_dir).encode()
+    return _pids(lambda cmdline: name in cmdline)
 
 
 def _actor_pids() -> list[int]:
     """Processes of the actor pool (Ray titles them after the callable class)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if cmdline.startswith(b"ray::MapWorker") and b"UnitRunner" in cmdline:
-                pids.append(int(entry.name))
-    return pids
+    return _pids(lambda cmdline: cmdline.startswith(b"ray::MapWorker") and b"UnitRunner" in cmdline)
 
 
 def _netc_batch(*argv) -> subprocess.Popen:
