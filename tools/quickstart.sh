@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\n== %s\n' "$*"; }
 
-say "1/5 Setting up .venv: netc with onnxruntime (PyTorch, a test-only oracle, is skipped here)"
-NETC_SKIP_TORCH=1 bash tools/setup.sh
+say "1/5 Setting up .venv: netc with onnxruntime (the test-only tools, PyTorch among them, are skipped here)"
+NETC_SETUP=core bash tools/setup.sh
 NETC=.venv/bin/netc
 mkdir -p out
 

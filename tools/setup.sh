@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Create .venv and install netc (editable) with its test and benchmark tools.
 # PyTorch (CPU) is a test/benchmark-only oracle; netc itself never imports it.
+# NETC_SETUP=core installs netc alone (what tools/quickstart.sh needs); the default, full,
+# adds everything the tests use: PyTorch, the optional extras, Graphviz and Chromium, the
+# editor's npm tools, Ray, and the separate Triton environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -9,6 +12,9 @@ PYTHON=${PYTHON:-python3}
 # PYTHONWARNINGS: setuptools prints a banner about editable installs on every run; it is
 # advice for package authors, not for someone setting up.
 PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[test]'
+if [ "${NETC_SETUP:-full}" = "core" ]; then
+  exit 0
+fi
 if [ "${NETC_SKIP_TORCH:-0}" != "1" ]; then
   .venv/bin/python -m pip install -q 'torch==2.13.0' || echo "setup: torch not installed; PyTorch parity tests will be skipped" >&2
 fi
