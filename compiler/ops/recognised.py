@@ -3,7 +3,7 @@ standard cell: exactly as the built-in cell with the same weights lowers (the na
 or the Scan form, by `choose_lowering`), fed from the step's own parameters, which nodes
 on the initializers slice, transpose, negate and stack into the built-in's `W`, `R`, `b`,
 `rb`, `p` (onnxruntime folds them when it loads the model). An empty sequence gives the
-initial state, as `recur` defines it."""
+initial state, as `recur` defines it (the built-in cells give zeros)."""
 
 from __future__ import annotations
 
@@ -54,15 +54,22 @@ def lower_recognised(ctx, op: Op, inputs: list[str]) -> list[str]:
             params.append(scope.node("Concat", peeps, axis=0)[0])
         init = [scope.node("Unsqueeze", [inputs[k], ctx.ints([0])])[0] for k in range(n_state)]
         built = [inputs[n_state], "", init[0], init[1] if n_state == 2 else "", *params]
-        batch = xs.type.shape[1]
-        if choose_lowering(cell["cell"], DType.f32, "auto", hidden, batch) == "native":
-            outs = _lower_native(scope, spec, built)
-        else:
-            outs = _lower_scan(scope, spec, built, seq_op)
+        outs = _lower_native(scope, spec, built) if native else _lower_scan(scope, spec, built, seq_op)
         finals = [scope.node("Squeeze", [s, ctx.ints([0])])[0] for s in outs[1:1 + n_state]]
         return [*finals, outs[0]]
+
+    native = choose_lowering(cell["cell"], DType.f32, "auto", hidden, xs.type.shape[1]) == "native"
+    steps = xs.type.shape[0]
+    if native:
+        # The native ops run 0 steps (the GRU behind its own guard) and give zero states; `recur`
+        # keeps the initial state: one Where per state, cheaper than an If around the op.
+        outs = emit(ctx)
+        if isinstance(steps, int) and steps > 0:
+            return outs
+        ran = ctx.node("Greater", [ctx.node("Shape", [inputs[n_state]], start=0, end=1)[0], ctx.ints([0])])[0]
+        return [*(ctx.node("Where", [ran, outs[k], inputs[k]])[0] for k in range(n_state)), outs[n_state]]
 
     def empty(scope) -> list[str]:  # no step ran: the initial state, as `recur` defines it
         return [*(scope.node("Identity", [inputs[k]])[0] for k in range(n_state)), scan_guard.empty_of(scope, y_t)]
 
-    return scan_guard.guard_empty(ctx, xs.type.shape[0], inputs[n_state], types, emit, empty)
+    return scan_guard.guard_empty(ctx, steps, inputs[n_state], types, emit, empty)
