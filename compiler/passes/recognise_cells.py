@@ -11,6 +11,7 @@ either order; every gate pre-activation a sum of `dense` projections of the step
 x and its state h -- one `dense` per gate, or one wider `dense` whose output is `split`
 into equal gate blocks in any order -- with `diag` peepholes where the cell has them):
 
+    Elman, state h:  h2 = act(W x + U h);  return h2, h2   (act tanh, relu or sigmoid: rnn)
     LSTM, state (h, c):
         i = sigmoid(W_i x + U_i h [+ diag(c)]);  f = sigmoid(W_f x + U_f h [+ diag(c)])
         c2 = f * c + i * tanh(W_g x + U_g h);   o = sigmoid(W_o x + U_o h [+ diag(c2)])
@@ -26,8 +27,8 @@ into equal gate blocks in any order -- with `diag` peepholes where the cell has 
         return h2, h2
 
 Guarantees: the graph is unchanged except that a recognised `recur` op carries
-`attrs["cell"]`: the cell ("lstm" or "gru"), its options (`coupled`, `peephole`, `reset`)
-and, per gate in netc's built-in order (`compiler/ops/recurrent.py`: lstm i, f, c, o,
+`attrs["cell"]`: the cell ("rnn", "lstm" or "gru"), its options (`act`, `coupled`,
+`peephole`, `reset`), `hidden` and, per gate in netc's built-in order (`compiler/ops/recurrent.py`: rnn h; lstm i, f, c, o,
 coupled i, c, o; gru z, r, h), where the built-in's `W`, `R`, `b`, `rb` rows come from:
 `(param, k, n, negate)`, block k of n of a `dense` weight's columns or bias, or None for
 an absent bias; and the peepholes (`p`, as `(param, negate)` in the built-in's order).
@@ -35,9 +36,9 @@ Every parameter maps exactly (block copies and sign flips); its region stays as 
 the reference still runs the user's step, the hoisting pass leaves the op alone, and
 `Recur.lower` lowers it as the built-in cell with those weights would be (native op or
 Scan, by `choose_lowering`), keeping `recur`'s initial state for an empty sequence.
-Not recognised (lowered as written): Elman steps (already the built-in `rnn`'s Scan form
-with the input projection hoisted), reversed or multi-sequence `recur`s, other dtypes,
-cells with clipping, forget bias constants or extra work.
+Not recognised (lowered as written): reversed or multi-sequence `recur`s, other dtypes,
+other activations, biases or constants that are not a `dense`'s bias (a forget bias
+constant), clipping, or any extra work in the step.
 """
 
 from __future__ import annotations
