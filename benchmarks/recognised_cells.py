@@ -7,7 +7,7 @@ T=100, N=32, D=H=256, f32. The peephole LSTM of `recurrent_vs_torch.py` section 
 gate (as examples/peephole_lstm_lm.net writes it), both recognised and lowered to the
 native LSTM, against `lstm(x, 256, peephole=true)`. The lectures' GRU (reset before) with
 one `dense` per gate, recognised and lowered as `gru(x, 256)` is (its Scan form at this
-size), against `gru(x, 256)`. The models of a case take turns on the harness's shared pool;
+size), against `gru(x, 256)`. The Elman step, recognised, against `rnn(x, 256)`. The models of a case take turns on the harness's shared pool;
 ratios are paired, with bootstrap 95% intervals. Target for the recognised forms: within
 5% of the built-in (<= 1.05).
 """
@@ -55,6 +55,11 @@ block gru_step(h, x, hidden: int) {
   return h2, h2
 }
 """
+ELMAN = """
+block elman_step(h, x, hidden: int) {
+  return tanh(dense(x, hidden) + dense(h, hidden, bias=false))
+}
+"""
 RECUR = "recur(peephole_lstm, x, init=(zeros(N, 256), zeros(N, 256)), hidden=256)"
 RECUR_GRU = "recur(gru_step, x, init=zeros(N, 256), hidden=256)"
 
@@ -78,6 +83,9 @@ def main() -> None:
         "GRU T=100 N=32 D=H=256": ("gru", {
             "gru": network("", "gru(x, 256)"),
             "recur, per-gate GRU step (recognised)": network(GRU, RECUR_GRU)}),
+        "Elman T=100 N=32 D=H=256": ("rnn", {
+            "rnn": network("", "rnn(x, 256)"),
+            "recur, Elman step (recognised)": network(ELMAN, "recur(elman_step, x, init=zeros(N, 256), hidden=256)")}),
     }
     for case, (base_name, models) in cases.items():
         sessions = {k: ort_session(netc.compile_source(text, seed=0).model) for k, text in models.items()}
