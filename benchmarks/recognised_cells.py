@@ -2,12 +2,14 @@
 
     python benchmarks/recognised_cells.py [--rounds 40] [--json out.json]
 
-The peephole LSTM of `recurrent_vs_torch.py` section 3, T=100, N=32, D=H=256, f32:
-`recur` over the step written with one projection split in four (recognised: lowered to
-the native LSTM) and with one `dense` per gate (as examples/peephole_lstm_lm.net writes
-it; not recognised: a Scan), each against `lstm(x, 256, peephole=true)`. The models take
-turns on the harness's shared pool; ratios are paired, with bootstrap 95% intervals.
-Target for the recognised form: within 5% of the built-in (<= 1.05).
+T=100, N=32, D=H=256, f32. The peephole LSTM of `recurrent_vs_torch.py` section 3:
+`recur` over the step written with one projection split in four and with one `dense` per
+gate (as examples/peephole_lstm_lm.net writes it), both recognised and lowered to the
+native LSTM, against `lstm(x, 256, peephole=true)`. The lectures' GRU (reset before) with
+one `dense` per gate, recognised and lowered as `gru(x, 256)` is (its Scan form at this
+size), against `gru(x, 256)`. The Elman step, recognised, against `rnn(x, 256)`. The models of a case take turns on the harness's shared pool;
+ratios are paired, with bootstrap 95% intervals. Target for the recognised forms: within
+5% of the built-in (<= 1.05).
 """
 
 from __future__ import annotations
@@ -44,7 +46,22 @@ block peephole_lstm(state, x, hidden: int) {
   return (h2, c2), h2
 }
 """
+GRU = """
+block gru_step(h, x, hidden: int) {
+  z = sigmoid(dense(x, hidden) + dense(h, hidden, bias=false))
+  r = sigmoid(dense(x, hidden) + dense(h, hidden, bias=false))
+  hc = tanh(dense(x, hidden) + dense(r * h, hidden))
+  h2 = (1 - z) * h + z * hc
+  return h2, h2
+}
+"""
+ELMAN = """
+block elman_step(h, x, hidden: int) {
+  return tanh(dense(x, hidden) + dense(h, hidden, bias=false))
+}
+"""
 RECUR = "recur(peephole_lstm, x, init=(zeros(N, 256), zeros(N, 256)), hidden=256)"
+RECUR_GRU = "recur(gru_step, x, init=zeros(N, 256), hidden=256)"
 
 
 def network(blocks: str, call: str) -> str:
@@ -57,19 +74,27 @@ def main() -> None:
     args = parser.parse_args()
     setup_threads(args.threads)
     bench = Bench("recognised_cells")
-    models = {"lstm(peephole=true)": network("", "lstm(x, 256, peephole=true)"),
-              "recur, split step (recognised)": network(SPLIT, RECUR),
-              "recur, per-gate step (Scan)": network(PER_GATE, RECUR)}
-    sessions = {k: ort_session(netc.compile_source(text, seed=0).model) for k, text in models.items()}
     x = np.random.default_rng(0).standard_normal((100, 32, 256)).astype(np.float32)
-    times = interleave_sessions(sessions, {"x": x}, args.rounds, args.warmup)
-    case = "peephole LSTM T=100 N=32 D=H=256"
-    for name in sessions:
-        bench.time_row(case, f"{name} ms", times[name])
-    base = times["lstm(peephole=true)"]
-    bench.ratio_row(case, "recognised recur / lstm(peephole=true)", times["recur, split step (recognised)"], base,
-                    target=1.05)
-    bench.ratio_row(case, "per-gate recur / lstm(peephole=true)", times["recur, per-gate step (Scan)"], base)
+    cases = {
+        "peephole LSTM T=100 N=32 D=H=256": ("lstm(peephole=true)", {
+            "lstm(peephole=true)": network("", "lstm(x, 256, peephole=true)"),
+            "recur, split step (recognised)": network(SPLIT, RECUR),
+            "recur, per-gate step (recognised)": network(PER_GATE, RECUR)}),
+        "GRU T=100 N=32 D=H=256": ("gru", {
+            "gru": network("", "gru(x, 256)"),
+            "recur, per-gate GRU step (recognised)": network(GRU, RECUR_GRU)}),
+        "Elman T=100 N=32 D=H=256": ("rnn", {
+            "rnn": network("", "rnn(x, 256)"),
+            "recur, Elman step (recognised)": network(ELMAN, "recur(elman_step, x, init=zeros(N, 256), hidden=256)")}),
+    }
+    for case, (base_name, models) in cases.items():
+        sessions = {k: ort_session(netc.compile_source(text, seed=0).model) for k, text in models.items()}
+        times = interleave_sessions(sessions, {"x": x}, args.rounds, args.warmup)
+        for name in sessions:
+            bench.time_row(case, f"{name} ms", times[name])
+        for name in list(sessions)[1:]:
+            short = name.split(" (")[0]
+            bench.ratio_row(case, f"{short} / {base_name}", times[name], times[base_name], target=1.05)
     bench.finish(args.json)
 
 
