@@ -19,47 +19,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from cells import ELMAN, GRU, PER_GATE, SPLIT
 from harness import Bench, add_common_arguments, interleave_sessions, ort_session, setup_threads
 
 import netc
 
-SPLIT = """
-block peephole_lstm(state, x, hidden: int) {
-  h, c = state
-  i, f, g, o = split(dense(x, 4 * hidden) + dense(h, 4 * hidden, bias=false), 4)
-  i = sigmoid(i + diag(c))
-  f = sigmoid(f + diag(c))
-  c2 = f * c + i * tanh(g)
-  o = sigmoid(o + diag(c2))
-  h2 = o * tanh(c2)
-  return (h2, c2), h2
-}
-"""
-PER_GATE = """
-block peephole_lstm(state, x, hidden: int) {
-  h, c = state
-  i = sigmoid(dense(x, hidden) + dense(h, hidden, bias=false) + diag(c))
-  f = sigmoid(dense(x, hidden) + dense(h, hidden, bias=false) + diag(c))
-  c2 = f * c + i * tanh(dense(x, hidden) + dense(h, hidden, bias=false))
-  o = sigmoid(dense(x, hidden) + dense(h, hidden, bias=false) + diag(c2))
-  h2 = o * tanh(c2)
-  return (h2, c2), h2
-}
-"""
-GRU = """
-block gru_step(h, x, hidden: int) {
-  z = sigmoid(dense(x, hidden) + dense(h, hidden, bias=false))
-  r = sigmoid(dense(x, hidden) + dense(h, hidden, bias=false))
-  hc = tanh(dense(x, hidden) + dense(r * h, hidden))
-  h2 = (1 - z) * h + z * hc
-  return h2, h2
-}
-"""
-ELMAN = """
-block elman_step(h, x, hidden: int) {
-  return tanh(dense(x, hidden) + dense(h, hidden, bias=false))
-}
-"""
 RECUR = "recur(peephole_lstm, x, init=(zeros(N, 256), zeros(N, 256)), hidden=256)"
 RECUR_GRU = "recur(gru_step, x, init=zeros(N, 256), hidden=256)"
 

@@ -59,6 +59,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cells
 import harness
 import numpy as np
 import onnx
@@ -195,31 +196,9 @@ def network(body: str, args: argparse.Namespace, blocks: str = "") -> str:
             f"  output y = {body}\n}}\n")
 
 
-PEEPHOLE_BLOCK = """
-block peephole_lstm(state, x, hidden: int) {
-  h, c = state
-  i, f, g, o = split(dense(x, 4 * hidden) + dense(h, 4 * hidden, bias=false), 4)
-  i = sigmoid(i + diag(c))
-  f = sigmoid(f + diag(c))
-  c2 = f * c + i * tanh(g)
-  o = sigmoid(o + diag(c2))
-  h2 = o * tanh(c2)
-  return (h2, c2), h2
-}
-"""
-
+PEEPHOLE_BLOCK = cells.SPLIT
 # examples/peephole_lstm_lm.net's step: one dense per gate and input.
-PEEPHOLE_PER_GATE_BLOCK = """
-block peephole_lstm(state, x, hidden: int) {
-  h, c = state
-  i = sigmoid(dense(x, hidden) + dense(h, hidden, bias=false) + diag(c))
-  f = sigmoid(dense(x, hidden) + dense(h, hidden, bias=false) + diag(c))
-  c2 = f * c + i * tanh(dense(x, hidden) + dense(h, hidden, bias=false))
-  o = sigmoid(dense(x, hidden) + dense(h, hidden, bias=false) + diag(c2))
-  h2 = o * tanh(c2)
-  return (h2, c2), h2
-}
-"""
+PEEPHOLE_PER_GATE_BLOCK = cells.PER_GATE
 
 GRU_BLOCK = """
 block gru_before(h, x, hidden: int) {
