@@ -24,10 +24,10 @@ layers reorder gate blocks and negate the GRU's update gate (see
 of its own, named like the parameter, and takes the module's tensor of the same local name,
 else its only tensor of the right shape (an `nn.Parameter`, or the bias of a projection whose
 weight is tied). A PyTorch tensor left over that equals one already taken is reported as a
-tied copy (a tied weight appears under both names in a state dict), not as unmatched. A new
-layer kind plugs in with
-`@converter("kind", "torch kind", ...)`; `multihead_attention`, whose parameter names map
-one to one onto `nn.MultiheadAttention`'s, is meant to be added that way.
+tied copy (a tied weight appears under both names in a state dict), not as unmatched. `multihead_attention`
+takes nn.MultiheadAttention's tensors under the same names and layouts (its `out_proj` child
+folded into it), `rms_norm` takes RMSNorm's `weight` as `scale`. A new layer kind plugs in
+with `@converter("kind", "torch kind", ...)`.
 """
 
 from __future__ import annotations
@@ -88,9 +88,20 @@ def group_modules(state: Mapping[str, np.ndarray]) -> tuple[list[TorchModule], l
             ignored.append(name)
             continue
         by_path.setdefault(path, {})[local] = np.asarray(array)
+    _fold_out_projections(by_path)
     modules = [TorchModule(path, tensors, module_kind(tensors)) for path, tensors in by_path.items()]
     modules.sort(key=_creation_key)
     return modules, sorted(ignored)
+
+
+def _fold_out_projections(by_path: dict[str, dict[str, np.ndarray]]) -> None:
+    """nn.MultiheadAttention keeps its output projection in a child Linear (`out_proj`); netc's
+    `multihead_attention` owns it (`out_proj.weight`), so the child joins its parent module."""
+    for path in list(by_path):
+        parent, _, leaf = path.rpartition(".")
+        if leaf == "out_proj" and module_kind(by_path.get(parent, {})) == "attention":
+            for local, array in by_path.pop(path).items():
+                by_path[parent][f"out_proj.{local}"] = array
 
 
 _RANK = {"matrix": 0, "conv": 0, "recurrent": 0, "attention": 0, "batchnorm": 1, "norm": 1}
@@ -246,6 +257,18 @@ def _layernorm(layer: NetcLayer, module: TorchModule) -> dict[str, np.ndarray]:
     if "bias" in module.tensors:
         out["bias"] = module.tensors["bias"]
     return out
+
+
+@converter("rms_norm", "norm")
+def _rms_norm(layer: NetcLayer, module: TorchModule) -> dict[str, np.ndarray]:
+    return {"scale": _take(module, "weight")}
+
+
+@converter("multihead_attention", "attention")
+def _multihead_attention(layer: NetcLayer, module: TorchModule) -> dict[str, np.ndarray]:
+    """netc's names and layouts are nn.MultiheadAttention's (`in_proj_weight` or
+    `q/k/v_proj_weight`, `in_proj_bias`, `out_proj.weight` [out, in], `out_proj.bias`)."""
+    return {layer.local(p): _take(module, layer.local(p)) for p in layer.params}
 
 
 def _recurrent(layer: NetcLayer, module: TorchModule) -> dict[str, np.ndarray]:

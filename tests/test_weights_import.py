@@ -213,3 +213,30 @@ def test_weights_option_says_transpose(tmp_path: Path) -> None:
     np.savez(tmp_path / "w.npz", **arrays)
     with pytest.raises(netc.NetcError, match=r"has shape \[2, 3\], the network expects \[3, 2\] \(the transpose"):
         netc.compile_file(net, weights=tmp_path / "w.npz")
+
+
+def test_transformer_encoder_from_pytorch_matches(tmp_path: Path, capsys) -> None:
+    """nn.TransformerEncoder (2 post-norm layers) onto std/transformer.net's `encoder` through
+    `netc weights import`, no rules file: attention (its out_proj child folded in), the
+    feed-forward Linears (transposed) and the LayerNorms; outputs equal PyTorch's."""
+    torch.manual_seed(3)
+    E, H, FF, T, N = 16, 4, 32, 6, 3
+    layer = torch.nn.TransformerEncoderLayer(E, H, FF, dropout=0.0)
+    stack = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    with torch.no_grad():
+        for name, p in stack.named_parameters():
+            if "norm" in name or "bias" in name:
+                p.normal_(std=0.5)
+    save_file(stack.state_dict(), str(tmp_path / "encoder.safetensors"))
+    net = tmp_path / "encoder.net"
+    net.write_text(f'import "std/transformer.net"\nnetwork Enc {{\n  input x: f32[T, N, {E}]\n'
+                   f"  output y = encoder(x, 2, {H}, {FF})\n}}\n")
+    code, out, err = _cli(capsys, "weights", "import", tmp_path / "encoder.safetensors", "--net", net,
+                          "-o", tmp_path / "w.npz")
+    assert code == 0, err
+    assert "unmatched" not in out and "without weights" not in out
+    x = np.random.default_rng(4).standard_normal((T, N, E)).astype(np.float32)
+    with torch.inference_mode():
+        want = stack(torch.from_numpy(x)).numpy()
+    got = netc.run(netc.compile_file(net, weights=tmp_path / "w.npz"), {"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
