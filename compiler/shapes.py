@@ -65,3 +65,10 @@ def tensor_axis(b, name: str, x: Value, axis: int) -> int:
     if x.type.rank < 1:
         raise b.error(f"{name} needs a tensor of rank >= 1; got {x.type}")
     return b.axis(axis, x.type.rank, f"{name}: axis")
+
+
+def tensor_or_none(b, what: str, name: str, value) -> Value | None:
+    """An optional tensor argument of op `what` (a mask, lengths): a tensor, or none."""
+    if value is None or isinstance(value, Value):
+        return value
+    raise b.type_error(f"{what}: '{name}' expects a tensor or none; got {type(value).__name__}")

@@ -49,18 +49,12 @@ from netc.compiler import dims as D
 from netc.compiler.ir import DType, Init, TensorType, Value
 from netc.compiler.ops import attn_lower as L
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
-from netc.compiler.shapes import broadcast_shapes, numel, same_dim
+from netc.compiler.shapes import broadcast_shapes, numel, same_dim, tensor_or_none
 
 SCORES = ("dot", "scaled_dot", "general", "additive", "concat_product", "cosine")
 # IR inputs after query, keys, values, mask, lengths (absent ones are None).
 PARAM_SLOTS = ("keys_proj", "W", "W_q", "b", "v", "W_qk", "W_p", "v_p", "beta")
 COSINE_EPS = 1e-8
-
-
-def _tensor_arg(b, name: str, value) -> Value | None:
-    if value is None or isinstance(value, Value):
-        return value
-    raise b.type_error(f"attention: '{name}' expects a tensor or none; got {type(value).__name__}")
 
 
 @register
@@ -132,9 +126,9 @@ class Attention(OpDef):
 
     def build(self, b, query, keys, values, score, mask, lengths, causal, hard, window, align, units, sharpen, heads,
               return_weights, weight_init):
-        values = _tensor_arg(b, "values", values)
-        mask = _tensor_arg(b, "mask", mask)
-        lengths = _tensor_arg(b, "lengths", lengths)
+        values = tensor_or_none(b, "attention", "values", values)
+        mask = tensor_or_none(b, "attention", "mask", mask)
+        lengths = tensor_or_none(b, "attention", "lengths", lengths)
         q, k = query.type, keys.type
         self._check_query_keys(b, q, k)
         dq = b.static(q.shape[-1], "attention: the query width")

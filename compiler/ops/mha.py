@@ -38,18 +38,12 @@ import math
 from netc.compiler import dims as D
 from netc.compiler.ir import DType, Init, TensorType, Value
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
-from netc.compiler.shapes import same_dim
+from netc.compiler.shapes import same_dim, tensor_or_none
 
 LOWERINGS = ("auto", "decomposed", "onnx", "contrib")
 # IR inputs: query, key, value, key_padding_mask, lengths, attn_mask, then the parameters.
 PARAMS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias",
           "out_proj.weight", "out_proj.bias")
-
-
-def _opt_tensor(b, name: str, value) -> Value | None:
-    if value is None or isinstance(value, Value):
-        return value
-    raise b.type_error(f"multihead_attention: '{name}' expects a tensor or none; got {type(value).__name__}")
 
 
 @register
@@ -97,9 +91,9 @@ class MultiheadAttention(OpDef):
 
     def build(self, b, query, key, value, heads, kv_heads, causal, key_padding_mask, lengths, attn_mask,
               bias, return_weights, average_weights, batch_first, dropout, lowering, weight_init):
-        key = _opt_tensor(b, "key", key)
-        value = _opt_tensor(b, "value", value)
-        masks = [_opt_tensor(b, n, v) for n, v in
+        key = tensor_or_none(b, "multihead_attention", "key", key)
+        value = tensor_or_none(b, "multihead_attention", "value", value)
+        masks = [tensor_or_none(b, "multihead_attention", n, v) for n, v in
                  (("key_padding_mask", key_padding_mask), ("lengths", lengths), ("attn_mask", attn_mask))]
         key = key if key is not None else query
         value = value if value is not None else key

@@ -69,7 +69,7 @@ from netc.compiler.ir import DType, Init, Op, TensorType, Value
 from netc.compiler.ops import scan_guard
 from netc.compiler.ops.activations import lower_activation
 from netc.compiler.ops.registry import Arg, Case, OpDef, register
-from netc.compiler.shapes import same_dim
+from netc.compiler.shapes import same_dim, tensor_or_none
 
 DIRECTIONS = ("fwd", "bwd")
 # netc's gate order per cell (the rows of W, R, b and rb).
@@ -156,12 +156,6 @@ def _check_lengths(b, what: str, x: TensorType, lengths: TensorType | None) -> N
         raise b.error(f"{what}: lengths must be {want}; got {lengths}")
 
 
-def _tensor_or_none(b, what: str, name: str, value: Any) -> Value | None:
-    if value is None or isinstance(value, Value):
-        return value
-    raise b.type_error(f"{what}: '{name}' expects a tensor or none; got {type(value).__name__}")
-
-
 # ---------------------------------------------------------------------------- the cells
 
 
@@ -205,7 +199,7 @@ class _Recurrent(OpDef):
             raise b.type_error(f"{what} expects a tensor; got {type(x).__name__}")
         _check_sequence(b, what, x.type)
         width = b.static(x.type.shape[2], f"{what}: the feature size (axis 2 of {x.type})")
-        lengths = _tensor_or_none(b, what, "lengths", lengths)
+        lengths = tensor_or_none(b, what, "lengths", lengths)
         h0, c0 = self._init_states(b, init)
         attrs = {"hidden": hidden, "layers": layers, "directions": 2 if bidirectional else 1,
                  "lowering": lowering, **cell_args}
@@ -960,7 +954,7 @@ class Last(OpDef):
     )
 
     def build(self, b, x, lengths):
-        lengths = _tensor_or_none(b, "last", "lengths", lengths)
+        lengths = tensor_or_none(b, "last", "lengths", lengths)
         return b.emit(self.name, [x, lengths], {})[0]
 
     def infer(self, attrs, inputs, b):
