@@ -91,6 +91,12 @@ class NetcVerifyError(NetcError):
     """onnxruntime and the reference interpreter disagree."""
 
 
+def first_line(err: BaseException, limit: int = 400) -> str:
+    """The first line of a foreign exception's message, clipped: enough to say what went
+    wrong inside a netc error (empty when the message is)."""
+    return (str(err).strip().splitlines() or [""])[0][:limit]
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """A 'did you mean' hint for an unknown name, or None when nothing is close."""
     matches = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)

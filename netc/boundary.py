@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-from netc.dsl.errors import NetcError, Span
+from netc.dsl.errors import NetcError, Span, first_line
 
 F = TypeVar("F", bound=Callable)
 
@@ -46,22 +46,22 @@ def translate(err: BaseException, spans: dict[str, Span] | None = None) -> NetcE
     if is_onnxruntime_error(err):
         return onnxruntime_error(err, spans)
     if isinstance(err, MemoryError):
-        detail = _first_line(err) or "an allocation failed"
+        detail = first_line(err) or "an allocation failed"
         return NetcEnvironmentError(f"out of memory: {detail}", None,
                                     ["use smaller sizes (--set, --batch) or fewer parameters"])
     if isinstance(err, OSError):
         return os_error(err)
     if isinstance(err, FloatingPointError):
-        return NetcRuntimeError(f"numeric error: {_first_line(err)}")
+        return NetcRuntimeError(f"numeric error: {first_line(err)}")
     return None
 
 
 def os_error(err: OSError, action: str = "") -> NetcEnvironmentError:
     """`cannot write out.onnx: No space left on device`."""
     name = err.filename if err.filename is not None else ""
-    reason = err.strerror or _first_line(err) or type(err).__name__
+    reason = err.strerror or first_line(err) or type(err).__name__
     if isinstance(err, UnicodeError):
-        reason = _first_line(err)
+        reason = first_line(err)
     doing = action or "access"
     where = f"{doing} {_shorten(str(name))}" if name != "" else doing if action else "a file operation failed"
     hints = {errno.ENOSPC: "free some space, or write somewhere else with -o",
@@ -132,10 +132,6 @@ def tidy_message(text: str) -> str:
     line = re.sub(r"\w+\.cc:\d+ \w+ ", "", line)
     line = re.sub(r"onnxruntime::[\w:]+\([^()]*\) ", "", line)  # a C++ signature
     return line[:400]
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [""])[0][:400]
 
 
 def _shorten(text: str, limit: int = 160) -> str:

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from netc.dsl.errors import NetcInputError
+from netc.dsl.errors import NetcInputError, first_line
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -99,7 +99,7 @@ def _load(data: bytes, model: str):
     try:
         return onnx.load_model_from_string(data)
     except Exception as err:  # protobuf's DecodeError and friends
-        raise NetcInputError(f"{model} is not an ONNX model: {str(err).splitlines()[0][:200]}") from None
+        raise NetcInputError(f"{model} is not an ONNX model: {first_line(err, 200)}") from None
 
 
 def cmd_batch(args: argparse.Namespace) -> int:

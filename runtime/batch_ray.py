@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from netc.dsl.errors import NetcInputError
+from netc.dsl.errors import NetcInputError, first_line
 from netc.runtime.batch import Plan, Progress, Unit, run_unit
 
 
@@ -91,7 +91,7 @@ def run_ray(model_bytes: bytes, plan: Plan, todo: Sequence[Unit], actors: int, a
                          logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as err:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-            raise NetcInputError(f"cannot start or reach {where}: {str(err).splitlines()[0][:300]}") from None
+            raise NetcInputError(f"cannot start or reach {where}: {first_line(err, 300)}") from None
     progress.started = time.perf_counter()  # rows/s from here: without Ray's start-up
     try:
         context = ray.data.DataContext.get_current()

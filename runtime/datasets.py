@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from netc.dsl.errors import NetcInputError, did_you_mean
+from netc.dsl.errors import NetcInputError, did_you_mean, first_line
 from netc.runtime.inputs import InputSpec
 
 FORMATS = (".npy", ".npz", ".parquet")
@@ -86,7 +86,7 @@ def _count_rows(path: Path, specs: Sequence[InputSpec], axes: Mapping[str, int])
         try:
             meta = pq.ParquetFile(path)
         except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ...
-            raise NetcInputError(f"cannot read {path} as Parquet: {_first_line(err)}") from None
+            raise NetcInputError(f"cannot read {path} as Parquet: {first_line(err, 300)}") from None
         columns = meta.schema_arrow.names
         _check_names(path, names, columns, "column")
         return meta.metadata.num_rows
@@ -215,8 +215,3 @@ def _pyarrow_parquet():
         raise NetcInputError("Parquet needs pyarrow, which is not installed", None,
                              ["install the extra: pip install 'netc[batch]'"]) from None
     return pq
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines() or [type(err).__name__])[0][:300]

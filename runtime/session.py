@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from netc.dsl.errors import NetcInputError
+from netc.dsl.errors import NetcInputError, first_line
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 # onnxruntime prints its own (ANSI-coloured) log line for every failed run; netc reports the
@@ -78,7 +78,7 @@ def make_session(model: onnx.ModelProto | str | Path, provider: str = "cpu", thr
     except Exception as err:  # onnxruntime raises its own exception types for bad files
         if isinstance(model, onnx.ModelProto):
             raise
-        raise NetcInputError(f"onnxruntime cannot load {model}: {str(err).splitlines()[0][:300]}") from None
+        raise NetcInputError(f"onnxruntime cannot load {model}: {first_line(err, 300)}") from None
     actual = session.get_providers()[0]
     if used == "cuda" and actual != PROVIDERS["cuda"]:
         warn("netc: note: the CUDA provider failed to initialise; running on CPU")

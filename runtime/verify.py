@@ -20,7 +20,7 @@ from netc import progress
 from netc.compiler.ir import DType, Graph, Op
 from netc.compiler.lowering import DEFAULT_OPSET, lower_graph
 from netc.compiler.ops import REGISTRY
-from netc.dsl.errors import NetcVerifyError
+from netc.dsl.errors import NetcVerifyError, first_line
 from netc.runtime.input_values import value_rules
 from netc.runtime.inputs import check_inputs, graph_specs, random_inputs
 from netc.runtime.reference import run_graph
@@ -166,7 +166,7 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray] | Callable[[], Mapping
                                      full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
             raise NetcVerifyError(f"the ONNX checker rejects the model of '{graph.name}': "
-                                  f"{str(err).strip().splitlines()[0][:400]}", graph.span) from None
+                                  f"{first_line(err)}", graph.span) from None
     specs = graph_specs(graph)
     random = random_values(graph)
     if model_file is not None:
