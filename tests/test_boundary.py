@@ -381,3 +381,11 @@ def test_random_inputs_beyond_the_input_limit_are_refused(capsys, text_cnn: Path
     for argv in (["run", model, "--random", "--set", "N=1000000000000"], ["bench", model, "--batch", "1000000000000"]):
         code, _, err = run(capsys, *argv)
         assert code == 1 and "over the limit of 4 GiB" in err
+
+
+def test_first_line_of_a_foreign_error_message() -> None:
+    from netc.dsl.errors import first_line
+
+    assert first_line(RuntimeError()) == ""  # no IndexError for an empty message
+    assert first_line(RuntimeError("  bad model\n  at node 3")) == "bad model"
+    assert len(first_line(RuntimeError("x" * 1000), 300)) == 300
