@@ -137,20 +137,36 @@ def compile_file(path: str | Path, options: CompileOptions | None = None, source
     `Compiled.params`)."""
     options = make_options(options, overrides)
     _check_opset(options)
+    program, graph = _elaborate(path, source, options)
+    return _weights_and_lower(path, program, graph, options, include_params)
+
+
+def _elaborate(path: str | Path, source: str | None, options: CompileOptions) -> tuple[Program, Graph]:
     with progress.stage("parse"):
         program = load(path, source, options.allow_import_root, options.limits)
     with progress.stage("elaborate"):
         graph = build_graph(program, options.network, options.settings, options.limits)
+    return program, graph
+
+
+def _weights_and_lower(path: str | Path, program: Program, graph: Graph, options: CompileOptions,
+                       include_params: bool = True) -> Compiled:
     with progress.stage("weights"):
-        expected = {p.name: p.shape for p in graph.params}  # tensors of other names or shapes are not read
-        weights = (read_weight_file(options.weights, expected, options.limits.max_param_bytes)
-                   if options.weights else None)
-        source_name = f"weight file {options.weights}" if options.weights else "weights"
-        params = materialise(graph, options.seed, weights, source_name, cast=options.cast_weights)
+        params = _materialise(graph, options)
     with progress.stage("lower"):
         model = lower_graph(graph, params, options.opset, _metadata(path, graph, options), seed=options.seed,
                             include_params=include_params)
     return Compiled(graph, params, model, _files_read(program, options))
+
+
+def _materialise(graph: Graph, options: CompileOptions) -> dict[str, np.ndarray]:
+    """Every parameter's values: from the weight file (only tensors of the expected names and
+    shapes are read), the rest drawn from the seed."""
+    expected = {p.name: p.shape for p in graph.params}
+    weights = (read_weight_file(options.weights, expected, options.limits.max_param_bytes)
+               if options.weights else None)
+    source_name = f"weight file {options.weights}" if options.weights else "weights"
+    return materialise(graph, options.seed, weights, source_name, cast=options.cast_weights)
 
 
 @guarded
@@ -163,14 +179,11 @@ def compile_to_file(path: str | Path, output: str | Path, options: CompileOption
     options = make_options(options, overrides)
     _check_opset(options)
     out = check_output_path(output, path, options.weights)
-    with progress.stage("parse"):
-        program = load(path, source, options.allow_import_root, options.limits)
+    program, graph = _elaborate(path, source, options)
     out = check_output_path(output, *_files_read(program, options))  # no imported file is overwritten
-    with progress.stage("elaborate"):
-        graph = build_graph(program, options.network, options.settings, options.limits)
     specs = [TensorSpec(p.name, tuple(p.shape), p.dtype.numpy) for p in graph.params]
     if sum(s.nbytes for s in specs) >= EXTERNAL_DATA_THRESHOLD:  # the data goes to a file of its own
-        compiled = compile_file(path, options, source)
+        compiled = _weights_and_lower(path, program, graph, options)
         with progress.stage("save"):  # the name given: a data file goes beside it, even a link
             compiled.save(output, path)
         return graph
@@ -190,10 +203,7 @@ def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: 
     by_name = {p.name: p for p in graph.params}
     values = None
     if options.weights:  # checked as a whole before anything is written
-        expected = {p.name: p.shape for p in graph.params}  # tensors of other names or shapes are not read
-        weights = read_weight_file(options.weights, expected, options.limits.max_param_bytes)
-        values = materialise(graph, options.seed, weights, f"weight file {options.weights}",
-                             cast=options.cast_weights)
+        values = _materialise(graph, options)
     # Generated weights are drawn in pieces of PIECE_BYTES into two buffers in turn: a worker
     # thread draws the next piece while this one is written (NumPy's generators and file
     # writes release the GIL), so drawing and writing overlap and the memory they take is
