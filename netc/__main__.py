@@ -2,6 +2,6 @@
 
 import sys
 
-from netc.cli import main
+from netc.cli import run
 
-sys.exit(main())
+sys.exit(run())

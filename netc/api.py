@@ -13,7 +13,6 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from netc.compiler.lowering import DEFAULT_OPSET, SUPPORTED_OPSETS, lower_graph
 from netc.compiler.params import drawer, materialise, read_weight_file
 from netc.compiler.passes import PIPELINE
 from netc.compiler.program import Program, load_program
+from netc.draw_ahead import DrawAhead
 from netc.dsl.errors import NetcInputError
 from netc.files import atomic_path, check_output_path
 from netc.model_writer import TensorSpec, write_model
@@ -201,44 +201,20 @@ def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: 
     (or read from the weight file) one at a time."""
     specs = [TensorSpec(p.name, tuple(p.shape), p.dtype.numpy) for p in graph.params]
     by_name = {p.name: p for p in graph.params}
-    values = None
     if options.weights:  # checked as a whole before anything is written
         values = _materialise(graph, options)
-    # Generated weights are drawn in pieces of PIECE_BYTES into two buffers in turn: a worker
-    # thread draws the next piece while this one is written (NumPy's generators and file
-    # writes release the GIL), so drawing and writing overlap and the memory they take is
-    # two pieces, whatever the size of the model.
-    buffers = [np.empty(PIECE_BYTES, np.uint8) for _ in range(2)] if values is None else []
-
-    def draw(spec: TensorSpec) -> np.ndarray | Iterator[np.ndarray]:
-        if values is not None:
-            return values.pop(spec.name)  # freed once written
-        return _pieces(drawer(by_name[spec.name], options.seed), spec, buffers, pool)
-
-    with ThreadPoolExecutor(1, thread_name_prefix="netc-draw") as pool, open(out, "wb") as f:
-        write_model(model, specs, draw, f)
-
-
-PIECE_BYTES = 8 * 2**20
-
-
-def _pieces(fill, spec: TensorSpec, buffers: list[np.ndarray], pool: ThreadPoolExecutor) -> Iterator[np.ndarray]:
-    """The parameter's values in pieces, each drawn (by `fill`, in order) into one of the two
-    buffers while the previous piece is being written."""
-    count = spec.nbytes // np.dtype(spec.dtype).itemsize
-    per = max(1, PIECE_BYTES // np.dtype(spec.dtype).itemsize)
-    views = [b[:per * np.dtype(spec.dtype).itemsize].view(spec.dtype) for b in buffers]
-    starts = list(range(0, count, per))
-    if not starts:
+        with open(out, "wb") as f:
+            write_model(model, specs, lambda spec: values.pop(spec.name), f)  # each freed once written
         return
-    pending = pool.submit(fill, views[0][:min(per, count)])
-    for k, start in enumerate(starts):
-        pending.result()
-        current = views[k % 2][:min(per, count - start)]
-        if k + 1 < len(starts):
-            nxt = starts[k + 1]
-            pending = pool.submit(fill, views[(k + 1) % 2][:min(per, count - nxt)])
-        yield current
+    # Generated weights are drawn ahead by a worker thread, piece by piece across all the
+    # parameters, while the pieces before are written (netc.draw_ahead): drawing and writing
+    # overlap, and the memory they take is a few pieces, whatever the size of the model.
+    with DrawAhead(specs, lambda spec: drawer(by_name[spec.name], options.seed), PIECE_BYTES) as ahead, \
+            open(out, "wb") as f:
+        write_model(model, specs, ahead.pieces, f)
+
+
+PIECE_BYTES = 4 * 2**20
 
 
 def _metadata(path: str | Path, graph: Graph, options: CompileOptions) -> dict[str, str]:
