@@ -333,7 +333,8 @@ class Bench:
         e = Estimate.of(samples)
         goal = "" if target is None else f"{'>=' if higher_is_better else '<='} {target:g}"
         v = "" if target is None else verdict(e, target, higher_is_better)
-        return self.row(case, metric, e.value, e.low, e.high, unit, goal, v, **extra)
+        low, high = (e.low, e.high) if e.n > 1 else (None, None)  # one sample: no interval to show
+        return self.row(case, metric, e.value, low, high, unit, goal, v, **extra)
 
     def ratio_row(self, case: str, metric: str, a: Sequence[float], b: Sequence[float], target: float | None = None,
                   higher_is_better: bool = False, **extra: Any) -> Row:
@@ -368,7 +369,8 @@ def markdown(results: Sequence[Mapping[str, Any]]) -> str:
         header = ["case", "metric", "value (95% CI)", "target", "verdict"]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in res["rows"]:
-            lines.append("| " + " | ".join(Row(**r).cells()).replace("\n", " ") + " |")
+            cells = (c.replace("\n", " ").replace("|", "\\|") for c in Row(**r).cells())
+            lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
         parts += [f"\n- {n}" for n in res.get("notes", [])]
         parts.append("")
