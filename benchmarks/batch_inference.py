@@ -1,26 +1,26 @@
 """Batch inference throughput: `netc batch` with the local engine against Ray Data with 1 and
 2 actors, on ResNet-18 over a folder of image shards.
 
-    python benchmarks/batch_inference.py                      # 2,000 images, 224x224
-    python benchmarks/batch_inference.py --rows 400 --size 112 --rounds 2
+    python benchmarks/batch_inference.py                      # 2,000 images, 224x224, 3 rounds
+    python benchmarks/batch_inference.py --quick              # 400 images, 112x112, 2 rounds
+    python benchmarks/batch_inference.py --rows 400 --size 112 --rounds 2 --json out.json
 
 Each configuration runs whole `netc batch` commands in fresh processes (what a user runs),
-interleaved over `--rounds`; the figures are rows per second of the run itself (the
-command's own timing, without Python's start-up and, for the ray engine, without starting
-Ray, which is reported apart: a cluster that is already up does not pay it). Scaling efficiency is rows/s with 2 actors divided by
-twice the rows/s with 1. On one machine, the actors split the same cores, so efficiency
-measures overhead, not added hardware: docs/scale-out.md turns the per-actor figure into a
-prediction for a cluster.
+one at a time, taking turns round by round (benchmarks/harness.py); the figures are rows
+per second of the run itself (the command's own timing, without Python's start-up and, for
+the ray engine, without starting Ray, which is reported apart: a cluster that is already up
+does not pay it). Scaling efficiency is rows/s with 2 workers divided by twice the rows/s
+with 1, per round (paired, bootstrap 95% interval). On one machine, the actors split the
+same cores, so efficiency measures overhead, not added hardware: docs/scale-out.md turns
+the per-actor figure into a prediction for a cluster. Needs the `ray` extra.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness import Bench, rotation
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "examples" / "resnet18.net"
@@ -65,40 +66,43 @@ def run_once(model: Path, data: Path, out: Path, extra: list[str], batch_size: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--size", type=int, default=224, help="image height and width")
     parser.add_argument("--shard-rows", type=int, default=100, help="rows per input file (one unit each)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the four configurations (default 3)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--quick", action="store_true", help="the short setting run_all.py uses: 400 images of "
+                        "112x112 in shards of 50, 2 rounds")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.size, args.shard_rows, args.rounds = 400, 112, 50, 2
+    bench = Bench("batch_inference")
+    bench.note(f"ResNet-18, {args.rows} images of 3x{args.size}x{args.size}, batch {args.batch_size}, "
+               f"{args.shard_rows} rows per unit, {os.cpu_count()} CPUs; whole processes, one at a time")
+    seconds: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    startup: dict[str, list[float]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = tmp / "resnet18.onnx"
         subprocess.run([sys.executable, "-m", "netc", "compile", str(MODEL), "-o", str(model), "--set",
                         f"size={args.size}"], check=True, capture_output=True)
         make_data(tmp / "data", args.rows, args.size, args.shard_rows)
-        seconds: dict[str, list[float]] = {name: [] for name in CONFIGS}
-        startup: dict[str, list[float]] = {name: [] for name in CONFIGS}
-        for _ in range(args.rounds):
-            for name, extra in CONFIGS.items():
-                total, start = run_once(model, tmp / "data", tmp / "out", extra, args.batch_size)
-                seconds[name].append(total - start)
-                startup[name].append(start)
-    rates = {name: args.rows / statistics.median(s) for name, s in seconds.items()}
-    print(f"ResNet-18, {args.rows} images of 3x{args.size}x{args.size}, batch {args.batch_size}, "
-          f"{args.shard_rows} rows per unit, {os.cpu_count()} CPUs, median of {args.rounds} round(s)")
-    print(f"{'configuration':<20} {'seconds':>8} {'rows/s':>8} {'start-up s':>11}")
+        for _, name in rotation(list(CONFIGS), args.rounds):
+            total, start = run_once(model, tmp / "data", tmp / "out", CONFIGS[name], args.batch_size)
+            seconds[name].append(total - start)
+            startup[name].append(start)
+    rates = {name: [args.rows / t for t in ts] for name, ts in seconds.items()}
+    case = f"ResNet-18 {args.size}x{args.size}"
     for name in CONFIGS:
-        print(f"{name:<20} {statistics.median(seconds[name]):>8.2f} {rates[name]:>8.1f} "
-              f"{statistics.median(startup[name]):>11.2f}")
+        bench.estimate_row(case, f"{name}: rows/s", rates[name], "rows/s", seconds=seconds[name])
+        if name.startswith("ray"):
+            bench.estimate_row(case, f"{name}: starting Ray", startup[name], "s")
     for engine, one, two in (("local", "local, 1 session", "local, 2 sessions"), ("ray", "ray, 1 actor", "ray, 2 actors")):
-        print(f"{engine} scaling efficiency (2 vs 1): {rates[two] / (2 * rates[one]):.2f}")
-    print(f"ray, 2 actors / local, 2 sessions: {rates['ray, 2 actors'] / rates['local, 2 sessions']:.2f}")
-    if args.json:
-        args.json.write_text(json.dumps({"rows": args.rows, "size": args.size, "seconds": seconds,
-                                         "startup_seconds": startup, "rows_per_s": rates}, indent=1))
+        bench.ratio_row(case, f"{engine} scaling efficiency (2 vs 1 workers)", rates[two], [2 * r for r in rates[one]])
+    bench.ratio_row(case, "rows/s, ray 2 actors / local 2 sessions", rates["ray, 2 actors"], rates["local, 2 sessions"])
+    bench.finish(args.json)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Compile time and onnxruntime latency: netc against torch.onnx.export, in one run.
 
     python benchmarks/compile_and_latency.py [--quick] [--models resnet50,resnet152,mnist_mlp]
+        [--exporters dynamo,torchscript] [--threads 2] [--rounds 100] [--repeats 3] [--json out.json]
 
 For each model:
   compile  `netc.compile_file(example)` + saving the .onnx, against `torch.onnx.export` of
@@ -8,18 +9,24 @@ For each model:
            the dynamo exporter (`dynamo=True`, torch's default) and the TorchScript one
            (`dynamo=False`). Both export a dynamic batch axis, as netc's models have.
            "cold": the first call in a fresh process (imports not counted, one-time set-up
-           inside the call counted: what a user waits for in a script); "warm": the median
-           of --repeats calls in a process that has already compiled/exported once.
-  latency  onnxruntime CPU, --threads intra-op threads (default 2), batch 1, all
-           optimisations: netc's model (compiled with the PyTorch module's weights) against
-           each exported model on the same input; the sessions take turns run by run, so
-           background load hits them alike. Every model's output is compared with PyTorch
-           eager (largest difference relative to the largest output).
+           inside the call counted: what a user waits for in a script; one run each);
+           "warm": --repeats rounds in a process that has already compiled/exported a small
+           model once, the tools taking turns. Target (ResNet-50): the dynamo export >= 10x
+           netc's time.
+  latency  onnxruntime CPU on the harness's shared pool (benchmarks/harness.py), --threads
+           intra-op threads (default 2), batch 1, all optimisations: netc's model (compiled
+           with the PyTorch module's weights) against each exported model on the same
+           input, taking turns for --rounds rounds (ResNet-152 half as many); paired ratios
+           netc / export with bootstrap 95% intervals. Target (ResNet-50): <= 1.05. Every
+           model's output is compared with PyTorch eager (largest difference relative to
+           the largest output).
   graphs   the node types of each model after onnxruntime's optimisations
-           (SessionOptions.optimized_model_filepath), to explain a latency difference.
+           (SessionOptions.optimized_model_filepath), printed to explain a latency
+           difference and recorded in the JSON.
 
-Ratios are netc / torch: below 1 means netc is faster. Parameter counts of the two
-definitions are asserted equal before anything is timed.
+Parameter counts of the two definitions are asserted equal before anything is timed.
+`--quick` (run_all.py): ResNet-50 and the MNIST MLP, 2 warm compile rounds, 3 warm-up +
+20 latency rounds.
 """
 
 from __future__ import annotations
@@ -27,13 +34,8 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import datetime
 import io
 import logging
-import os
-import platform
-import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -128,43 +129,17 @@ def warm_up(work: Path, exporters: list[str]) -> None:
                          "x", "y")
 
 
-def session(model_path: Path, threads: int, optimized: Path | None = None) -> ort.InferenceSession:
-    """A session on the harness's shared pool (`threads` intra-op threads, set up in main)."""
-    return harness.ort_session(model_path, optimized)
-
-
-def latencies(sessions: dict[str, ort.InferenceSession], x: np.ndarray, warmup: int, runs: int
-              ) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
-    """Seconds per run of each session, taking turns run by run; and each one's output."""
-    feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
-    outputs = {k: s.run(None, feeds[k])[0] for k, s in sessions.items()}
-    for _ in range(warmup):
-        for k, s in sessions.items():
-            s.run(None, feeds[k])
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(runs):
-        for k, s in sessions.items():
-            start = time.perf_counter()
-            s.run(None, feeds[k])
-            times[k].append(time.perf_counter() - start)
-    return times, outputs
-
-
 def node_types(optimized: Path) -> collections.Counter:
     model = onnx.load(str(optimized), load_external_data=False)
     return collections.Counter(
         (f"{n.domain}." if n.domain and n.domain != "ai.onnx" else "") + n.op_type for n in model.graph.node)
 
 
-def p90(values: list[float]) -> float:
-    return float(np.percentile(values, 90))
-
-
 def log(name: str, message: str) -> None:
     print(f"[{name}] {message}", file=sys.stderr, flush=True)
 
 
-def bench_model(name: str, args: argparse.Namespace, work: Path, rows: list, graphs: dict) -> None:
+def bench_model(name: str, args: argparse.Namespace, work: Path, bench: harness.Bench, graphs: dict) -> None:
     example, build, shape, _, _ = MODELS[name]
     path = EXAMPLES / example
     log(name, "checking parameter counts")
@@ -178,17 +153,25 @@ def bench_model(name: str, args: argparse.Namespace, work: Path, rows: list, gra
 
     tools = ["netc", *args.exporters]
     files = {TOOLS[t]: work / f"{name}.{t}.onnx" for t in tools}
-    cold: dict[str, float] = {}
-    warm: dict[str, float] = {}
-    for tool in tools:
-        key = TOOLS[tool]
+    cold: dict[str, list[float]] = {}
+    for tool in list(tools):
         try:
-            log(name, f"{key}: cold (fresh process), then warm x{args.repeats}")
-            cold[key] = cold_compile(tool, name, files[key])
-            warm[key] = statistics.median(compile_with(tool, name, files[key], module) for _ in range(args.repeats))
+            log(name, f"{TOOLS[tool]}: cold (fresh process)")
+            cold[tool] = [cold_compile(tool, name, files[TOOLS[tool]])]
         except Exception as err:  # an exporter that fails is reported, not fatal
-            log(name, f"{key} failed: {type(err).__name__}: {str(err)[:300]}")
-            files.pop(key)
+            bench.note(f"{name}: {TOOLS[tool]} failed: {type(err).__name__}: {str(err)[:300]}")
+            files.pop(TOOLS[tool])
+            tools.remove(tool)
+    log(name, f"warm compiles, {args.repeats} rounds")
+    warm = harness.interleave({t: (lambda t=t: compile_with(t, name, files[TOOLS[t]], module)) for t in tools},
+                              args.repeats, warmup=0)
+    goal = 10.0 if name == "resnet50" else None
+    for kind, seconds in (("cold", cold), ("warm", warm)):
+        for tool in tools:
+            bench.time_row(name, f"compile + save, {kind}: {TOOLS[tool]} s", seconds[tool], scale=1, unit="s")
+        for tool in tools[1:]:
+            bench.ratio_row(name, f"compile + save, {kind}: {TOOLS[tool]} / netc", seconds[tool], seconds["netc"],
+                            target=goal if tool == "dynamo" else None, higher_is_better=True)
 
     # netc's model with the PyTorch module's weights, so that every output can be compared.
     weights = work / f"{name}.weights.npz"
@@ -197,59 +180,25 @@ def bench_model(name: str, args: argparse.Namespace, work: Path, rows: list, gra
     netc.compile_file(path, weights=weights).save(files["netc"])
 
     optimized = {k: work / f"{name}.{k}.optimized.onnx" for k in files}
-    sessions = {k: session(f, args.threads, optimized[k]) for k, f in files.items()}
-    runs = args.runs if name != "resnet152" else max(args.runs // 2, 5)
-    log(name, f"latency: {args.warmup} warm-up + {runs} runs per model")
+    sessions = {k: harness.ort_session(f, optimized[k]) for k, f in files.items()}
+    rounds = args.rounds if name != "resnet152" else max(args.rounds // 2, 5)
+    log(name, f"latency: {args.warmup} warm-up + {rounds} rounds")
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    times, outputs = latencies(sessions, x.numpy(), args.warmup, runs)
+    feeds = {k: {s.get_inputs()[0].name: x.numpy()} for k, s in sessions.items()}
+    outputs = {k: s.run(None, feeds[k])[0] for k, s in sessions.items()}
+    times = harness.interleave_sessions(sessions, feeds, rounds, args.warmup, per_session_feeds=True)
     with torch.no_grad():
         eager = module(x).numpy()
     graphs[name] = {k: node_types(f) for k, f in optimized.items()}
-
-    rows.append((name, "compile + save, cold (s)", cold))
-    rows.append((name, "compile + save, warm (s)", warm))
-    rows.append((name, "latency median (ms)", {k: statistics.median(v) * 1e3 for k, v in times.items()}))
-    rows.append((name, "latency p90 (ms)", {k: p90(v) * 1e3 for k, v in times.items()}))
     scale = float(np.abs(eager).max())
-    rows.append((name, "max |diff| / max |eager|", {k: float(np.abs(o - eager).max()) / scale
-                                                    for k, o in outputs.items()}))
-
-
-def print_table(rows: list, exporters: list[str]) -> None:
-    head = ["model", "metric", "netc"]
-    for e in exporters:
-        head += [f"torch {e}", f"netc/{e}"]
-    table = [head]
-    for model, metric, values in rows:
-        ratio = "diff" not in metric
-        line = [model, metric, f"{values.get('netc', float('nan')):.4g}"]
-        for e in exporters:
-            v = values.get(TOOLS[e])
-            line += ["failed", "-"] if v is None else [f"{v:.4g}", f"{values['netc'] / v:.3f}" if ratio else ""]
-        table.append(line)
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    for i, r in enumerate(table):
-        print("  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-
-
-def print_targets(rows: list) -> None:
-    values = {(model, metric): v for model, metric, v in rows}
-    print()
-    for kind in ("cold", "warm"):
-        times = values.get(("resnet50", f"compile + save, {kind} (s)"), {})
-        if "torch-dynamo" in times and "netc" in times:
-            speedup = times["torch-dynamo"] / times["netc"]
-            verdict = "met" if speedup >= 10 else "NOT met"
-            print(f"target: ResNet-50 compile >= 10x faster than the dynamo export ({kind}): "
-                  f"{speedup:.1f}x ({verdict})")
-    latency = values.get(("resnet50", "latency median (ms)"), {})
-    for exporter in ("torch-dynamo", "torch-torchscript"):
-        if exporter in latency:
-            ratio = latency["netc"] / latency[exporter]
-            verdict = "met" if ratio <= 1.05 else "NOT met"
-            print(f"target: ResNet-50 latency <= 1.05x the {exporter} model's: {ratio:.3f}x ({verdict})")
+    for k in files:
+        bench.time_row(name, f"latency: {k} ms", times[k], optimized_nodes=dict(graphs[name][k]))
+    for k in files:
+        if k != "netc":
+            bench.ratio_row(name, f"latency: netc / {k}", times["netc"], times[k],
+                            target=1.05 if name == "resnet50" else None)
+    for k, out in outputs.items():
+        bench.row(name, f"{k}: max |diff| / max |eager|", float(np.abs(out - eager).max()) / scale)
 
 
 def print_graphs(graphs: dict) -> None:
@@ -266,33 +215,39 @@ def print_graphs(graphs: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 warm compile each, 3 + 10 latency runs")
-    parser.add_argument("--models", default="resnet50,resnet152,mnist_mlp")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=None, help="default resnet50,resnet152,mnist_mlp")
     parser.add_argument("--exporters", default="dynamo,torchscript")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=None, help="warm compiles/exports per tool (median)")
-    parser.add_argument("--runs", type=int, default=None, help="timed latency runs per model")
-    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--compile-rounds", "--repeats", type=int, default=None, dest="repeats",
+                        help="warm compile/export rounds per tool (default 3)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the .onnx files in this folder")
     parser.add_argument("--cold", nargs=3, metavar=("TOOL", "MODEL", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads of the shared pool (default 2)")
+    parser.add_argument("--rounds", "--runs", type=int, default=None, dest="rounds",
+                        help="interleaved latency rounds (default 100; ResNet-152 half)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs of each model first (default 10)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--quick", action="store_true", help="the short setting run_all.py uses: resnet50 and "
+                        "mnist_mlp, 2 warm compile rounds, 3 warm-up + 20 latency rounds")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     logging.getLogger("torch").setLevel(logging.ERROR)  # "torchvision is not installed" notes
     if args.cold:  # internal: one cold compile in this fresh process; prints the seconds
+        torch.set_num_threads(args.threads)
         tool, name, out = args.cold
         print(compile_with(tool, name, Path(out)))
         return
     harness.setup_threads(args.threads)
-    args.repeats = args.repeats or (1 if args.quick else 3)
-    args.runs = args.runs or (10 if args.quick else 100)
+    args.models = args.models or ("resnet50,mnist_mlp" if args.quick else "resnet50,resnet152,mnist_mlp")
+    args.repeats = args.repeats or (2 if args.quick else 3)
+    args.rounds = args.rounds or (20 if args.quick else 100)
     args.warmup = args.warmup if args.warmup is not None else (3 if args.quick else 10)
     args.exporters = [e for e in args.exporters.split(",") if e]
     unknown = [m for m in args.models.split(",") if m not in MODELS] + [e for e in args.exporters if e not in TOOLS]
     if unknown:
         parser.error(f"unknown model or exporter: {', '.join(unknown)}")
 
-    rows: list = []
+    bench = harness.Bench("compile_and_latency")
+    bench.note(f"batch 1; torch {torch.__version__}; netc {netc.__version__}")
     graphs: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
@@ -300,18 +255,9 @@ def main(argv: list[str] | None = None) -> None:
         print("warming up netc and the exporters for the warm timings", file=sys.stderr, flush=True)
         warm_up(work, args.exporters)
         for name in args.models.split(","):
-            bench_model(name, args, work, rows, graphs)
-
-    cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *(argv or sys.argv[1:])])
-    print(f"\n$ {cmd}")
-    print(f"{datetime.date.today()}  {platform.machine()}, {os.cpu_count()} cores; "
-          f"netc {netc.__version__}, torch {torch.__version__}, onnx {onnx.__version__}, "
-          f"onnxruntime {ort.__version__}; {args.threads} threads, batch 1; warm compile: median of "
-          f"{args.repeats}; latency: {args.warmup} warm-up + {args.runs} runs "
-          f"(resnet152: {max(args.runs // 2, 5)}), sessions taking turns\n")
-    print_table(rows, args.exporters)
-    print_targets(rows)
+            bench_model(name, args, work, bench, graphs)
     print_graphs(graphs)
+    bench.finish(args.json)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,14 @@ made here runs on one process-wide pool (`set_global_thread_pool_sizes`,
 child at a time.
 
 Statistics. Each round runs every candidate once, in an order that rotates from round to
-round, so background load hits them alike. A ratio a/b is the median of the per-round
-ratios (a and b ran in the same round) with a bootstrap 95% interval; a target is PASS
-when the whole interval meets it, FAIL when none of it does, TIE when it holds the target.
+round (`rotation`: in-process calls, whole processes and anything a script times itself
+take turns the same way), so background load hits them alike. A ratio a/b is the median
+of the per-round ratios (a and b ran in the same round) with a bootstrap 95% interval; a
+target is PASS when the whole interval meets it, FAIL when none of it does, TIE when it
+holds the target.
+
+Settings. Scripts whose full run takes minutes have `--quick`, the setting
+`run_all.py` uses; their full setting is the default (benchmarks/README.md lists both).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +135,12 @@ def paired_ratio(a: Sequence[float], b: Sequence[float]) -> Estimate:
     return Estimate.of([x / y for x, y in zip(a, b)])
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
 def verdict(ratio: Estimate, target: float, higher_is_better: bool = False) -> str:
     low, high = (ratio.low, ratio.high)
     if higher_is_better:
@@ -138,25 +149,36 @@ def verdict(ratio: Estimate, target: float, higher_is_better: bool = False) -> s
 
 
 # --------------------------------------------------------------------------- timing
+def rotation(names: Sequence[str], rounds: int | None) -> Iterator[tuple[int, str]]:
+    """(round, name) pairs: each round names every candidate once, starting one further
+    along than the round before, so no candidate always runs first or after the same one.
+    `rounds=None`: without end."""
+    r = 0
+    while rounds is None or r < rounds:
+        for k in range(len(names)):
+            yield r, names[(r + k) % len(names)]
+        r += 1
+
+
 def interleave(candidates: Mapping[str, Callable[[], Any]], rounds: int = 30, warmup: int = 3,
                min_seconds: float = 0.0) -> dict[str, list[float]]:
     """Seconds per call of each candidate: `warmup` untimed calls each, then `rounds`
     rounds, each calling every candidate once in an order rotating round by round. With
     `min_seconds`, rounds continue until that much time has passed."""
     names = list(candidates)
+    if not names:
+        return {}
     for _ in range(warmup):
         for name in names:
             candidates[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     start_all = time.perf_counter()
-    r = 0
-    while r < rounds or time.perf_counter() - start_all < min_seconds:
-        for k in range(len(names)):
-            name = names[(r + k) % len(names)]
-            start = time.perf_counter()
-            candidates[name]()
-            times[name].append(time.perf_counter() - start)
-        r += 1
+    for i, (r, name) in enumerate(rotation(names, None)):
+        if i % len(names) == 0 and r >= rounds and time.perf_counter() - start_all >= min_seconds:
+            break
+        start = time.perf_counter()
+        candidates[name]()
+        times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -227,10 +249,8 @@ def interleave_processes(commands: Mapping[str, Sequence[str]], rounds: int, env
         for name in names:
             _checked(name, run_process(commands[name], env))
     runs: dict[str, list[ProcessRun]] = {name: [] for name in names}
-    for r in range(rounds):
-        for k in range(len(names)):
-            name = names[(r + k) % len(names)]
-            runs[name].append(_checked(name, run_process(commands[name], env)))
+    for _, name in rotation(names, rounds):
+        runs[name].append(_checked(name, run_process(commands[name], env)))
     return runs
 
 
@@ -301,16 +321,27 @@ class Bench:
         return r
 
     def time_row(self, case: str, metric: str, seconds: Sequence[float], scale: float = 1e3, unit: str = "ms",
-                 **extra: Any) -> Row:
-        e = Estimate.of([s * scale for s in seconds])
-        return self.row(case, metric, e.value, e.low, e.high, unit, **extra)
+                 target: float | None = None, **extra: Any) -> Row:
+        """Median of `seconds` (times `scale`, in `unit`) with its interval and 90th
+        percentile; `target`, in the same unit, is an upper bound."""
+        values = [s * scale for s in seconds]
+        return self.estimate_row(case, metric, values, unit, target, p90=percentile(values, 90), **extra)
+
+    def estimate_row(self, case: str, metric: str, samples: Sequence[float], unit: str = "",
+                     target: float | None = None, higher_is_better: bool = False, **extra: Any) -> Row:
+        """Median of `samples` with its bootstrap interval, judged against `target`."""
+        e = Estimate.of(samples)
+        goal = "" if target is None else f"{'>=' if higher_is_better else '<='} {target:g}"
+        v = "" if target is None else verdict(e, target, higher_is_better)
+        low, high = (e.low, e.high) if e.n > 1 else (None, None)  # one sample: no interval to show
+        return self.row(case, metric, e.value, low, high, unit, goal, v, **extra)
 
     def ratio_row(self, case: str, metric: str, a: Sequence[float], b: Sequence[float], target: float | None = None,
                   higher_is_better: bool = False, **extra: Any) -> Row:
-        e = paired_ratio(a, b)
-        goal = "" if target is None else f"{'>=' if higher_is_better else '<='} {target:g}"
-        v = "" if target is None else verdict(e, target, higher_is_better)
-        return self.row(case, metric, e.value, e.low, e.high, "", goal, v, **extra)
+        """The paired ratio a[i] / b[i] (a and b measured in the same round)."""
+        if len(a) != len(b):
+            raise ValueError("paired samples must have the same length")
+        return self.estimate_row(case, metric, [x / y for x, y in zip(a, b)], "", target, higher_is_better, **extra)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -338,15 +369,22 @@ def markdown(results: Sequence[Mapping[str, Any]]) -> str:
         header = ["case", "metric", "value (95% CI)", "target", "verdict"]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in res["rows"]:
-            lines.append("| " + " | ".join(Row(**r).cells()).replace("\n", " ") + " |")
+            cells = (c.replace("\n", " ").replace("|", "\\|") for c in Row(**r).cells())
+            lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
         parts += [f"\n- {n}" for n in res.get("notes", [])]
         parts.append("")
     return "\n".join(parts)
 
 
-def add_common_arguments(parser: Any, rounds: int = 30) -> None:
+def add_common_arguments(parser: Any, rounds: int = 30, quick: str | None = None, warmup: int = 3) -> None:
+    """--threads, --rounds (alias --repeats), --warmup and --json; with `quick` (what the
+    setting changes), also --quick, the setting run_all.py uses."""
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads of the shared pool (default 2)")
-    parser.add_argument("--rounds", type=int, default=rounds, help=f"interleaved rounds (default {rounds})")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls of each candidate first")
+    parser.add_argument("--rounds", "--repeats", type=int, default=rounds, dest="rounds",
+                        help=f"interleaved rounds (default {rounds})")
+    parser.add_argument("--warmup", type=int, default=warmup, help=f"untimed calls of each candidate first "
+                        f"(default {warmup})")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    if quick:
+        parser.add_argument("--quick", action="store_true", help=f"the short setting run_all.py uses: {quick}")

@@ -1,35 +1,42 @@
 """How long the language server takes to re-check ResNet-152 after an edit, warm.
 
-Two measurements:
+    python benchmarks/lsp_recheck.py [--rounds 15] [--json out.json]
+
+Two measurements (benchmarks/harness.py rows; target: 300 ms per re-check):
   in-process  `Analyzer.analyse` on the edited text (imports parsed once and cached), against
               a cold check (a fresh Analyzer: imports parsed again) and against `netc check`'s
-              own path (`api.check_file`), interleaved, medians;
+              own path (`api.check_file`), taking turns round by round; paired ratios to the
+              warm re-check with bootstrap 95% intervals;
   over stdio  a real client (pygls' LanguageClient) runs `python -m netc lsp`, sends didChange
               and times until publishDiagnostics arrives, less the server's debounce delay.
 
-Run: .venv/bin/python benchmarks/lsp_recheck.py [--rounds 15]
-The machine may be shared: read the ratios (measured side by side) as well as the times.
+Every call checks a text no call has checked before (the number of classes changes), so
+no check can be skipped. Needs the `lsp` extra.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import itertools
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+from harness import Bench, add_common_arguments, interleave
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "resnet152.net"
 
 
-def edits(text: str, rounds: int) -> list[str]:
-    """Each round changes the number of classes, so the check can never be skipped."""
-    return [text.replace("classes: int = 1000", f"classes: int = {1000 + i}") for i in range(1, rounds + 1)]
+def edits(text: str) -> Iterator[str]:
+    """Endless edits: each changes the number of classes, so the check can never be skipped."""
+    for i in itertools.count(1):
+        yield text.replace("classes: int = 1000", f"classes: int = {1000 + i}")
 
 
-def in_process(rounds: int) -> None:
+def in_process(bench: Bench, rounds: int, warmup: int) -> None:
     from netc import api
     from netc.lsp.analysis import Analyzer
 
@@ -37,26 +44,29 @@ def in_process(rounds: int) -> None:
     text = EXAMPLE.read_text()
     warm = Analyzer()
     warm.analyse(path, text)
-    times: dict[str, list[float]] = {"warm re-check": [], "cold check (imports parsed)": [], "api.check_file": []}
-    for edited in edits(text, rounds):
-        start = time.perf_counter()
-        result = warm.analyse(path, edited)
-        times["warm re-check"].append(time.perf_counter() - start)
+
+    texts = {name: edits(text) for name in ("warm", "cold", "api")}  # one stream of new texts each
+
+    def warm_recheck() -> None:
+        result = warm.analyse(path, next(texts["warm"]))
         assert not result.diagnostics, result.diagnostics
-        start = time.perf_counter()
-        Analyzer().analyse(path, edited)
-        times["cold check (imports parsed)"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        api.check_file(path, source=edited)
-        times["api.check_file"].append(time.perf_counter() - start)
-    anchor = statistics.median(times["warm re-check"])
-    print(f"in-process, {rounds} edits of {EXAMPLE.name}, medians:")
-    for name, values in times.items():
-        med = statistics.median(values)
-        print(f"  {name:30s} {med * 1e3:7.1f} ms  (x{med / anchor:.2f} of warm; min {min(values) * 1e3:.1f} ms)")
+
+    def cold_check() -> None:
+        Analyzer().analyse(path, next(texts["cold"]))
+
+    def check_file() -> None:
+        api.check_file(path, source=next(texts["api"]))
+
+    times = interleave({"warm re-check": warm_recheck, "cold check (imports parsed)": cold_check,
+                        "api.check_file": check_file}, rounds, warmup)
+    case = f"{EXAMPLE.name}, in process"
+    bench.time_row(case, "warm re-check ms", times["warm re-check"], target=300)
+    for name in ("cold check (imports parsed)", "api.check_file"):
+        bench.time_row(case, f"{name} ms", times[name])
+        bench.ratio_row(case, f"{name} / warm re-check", times[name], times["warm re-check"])
 
 
-async def over_stdio(rounds: int) -> None:
+async def over_stdio(bench: Bench, rounds: int) -> None:
     from lsprotocol import types as T
     from pygls.lsp.client import LanguageClient
     from pygls.uris import from_fs_path
@@ -78,7 +88,7 @@ async def over_stdio(rounds: int) -> None:
     client.text_document_did_open(T.DidOpenTextDocumentParams(T.TextDocumentItem(uri, "netc", 1, text)))
     await arrived.get()
     times = []
-    for version, edited in enumerate(edits(text, rounds), 2):
+    for version, edited in zip(range(2, rounds + 2), edits(text)):
         start = time.perf_counter()
         client.text_document_did_change(T.DidChangeTextDocumentParams(
             T.VersionedTextDocumentIdentifier(uri=uri, version=version),
@@ -89,16 +99,18 @@ async def over_stdio(rounds: int) -> None:
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
-    print(f"over stdio, didChange -> publishDiagnostics less the {DEBOUNCE_SECONDS * 1e3:.0f} ms debounce: "
-          f"median {statistics.median(times) * 1e3:.1f} ms, max {max(times) * 1e3:.1f} ms ({rounds} edits)")
+    bench.time_row(f"{EXAMPLE.name}, over stdio", f"didChange to publishDiagnostics, less the "
+                   f"{DEBOUNCE_SECONDS * 1e3:.0f} ms debounce, ms", times, target=300, max_ms=max(times) * 1e3)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser, rounds=15, warmup=1)
     args = parser.parse_args()
-    in_process(args.rounds)
-    asyncio.run(over_stdio(args.rounds))
+    bench = Bench("lsp_recheck")
+    in_process(bench, args.rounds, args.warmup)
+    asyncio.run(over_stdio(bench, args.rounds))
+    bench.finish(args.json)
 
 
 if __name__ == "__main__":

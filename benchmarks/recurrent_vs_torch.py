@@ -2,7 +2,7 @@
 with torch.onnx.export, side by side on onnxruntime CPU.
 
     python benchmarks/recurrent_vs_torch.py [--quick] [--json FILE] [--sections 1,2,3,4]
-        [--threads 2] [--repeats 40] [--T 100 --N 32 --D 256 --H 256] [--no-dynamo]
+        [--threads 2] [--rounds 40] [--T 100 --N 32 --D 256 --H 256] [--no-dynamo]
         [--inspect]
 
 Sections (T=100, N=32, D=H=256 by default; sequences are time-major [T, N, D]):
@@ -24,33 +24,27 @@ Every model of a comparison carries the same weights: the PyTorch ones, loaded i
 through the import mappings (`import_torch_weights` for the standard cells, transposed
 nn.Linear weights for step blocks). Before timing, each model's output must agree with
 the reference (the TorchScript export; section 4: lowering="native") at rtol 1e-4,
-atol 1e-5. Timing: `session.run` on sessions that share one process-wide pool of
-`--threads` intra-op threads (one pool per session would make them slow each other down;
-see `session`), warm-up runs, then `--repeats` rounds in which every model of the
-comparison runs once, in an order that rotates from round to round, so that background
-load hits them alike. The tables give the median and the 90th percentile per model, the
-ratio of the medians, and the median of the per-round ratios with a bootstrap 95%
-interval. A target is PASS when the whole interval meets it, FAIL when none of it does,
-and TIE when the interval holds the target (not told apart at this noise level).
+atol 1e-5. Timing (benchmarks/harness.py): `session.run` on the harness's shared pool of
+`--threads` intra-op threads, warm-up runs, then `--rounds` rounds in which every model of
+the comparison runs once, the order rotating round by round, so that background load hits
+them alike. Rows: each model's median (with its GFLOP/s, netc's FLOP count over the median,
+in the JSON), and the paired ratios with bootstrap 95% intervals against the targets: PASS
+when the whole interval meets it, FAIL when none of it does, TIE when it holds the target.
 
-`--quick` is a smoke run: few repeats and no dynamo export (it takes ~15 s per unrolled
-cell). `--inspect` prints, per netc model, the node types onnxruntime leaves after its
-optimisations (SessionOptions.optimized_model_filepath), top level and inside Scan
-bodies; `--json` always records them.
+`--quick` (run_all.py): 10 rounds after 1 warm-up run; every exporter is kept (the dynamo
+export of an unrolled cell takes 5-16 s). `--inspect` prints, per netc model, the node
+types onnxruntime leaves after its optimisations (SessionOptions.optimized_model_filepath),
+top level and inside Scan bodies; `--json` always records them.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import io
-import json
 import logging
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -264,23 +258,10 @@ def elman_weights(m: Elman, style: str) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------- measuring
 
 
-@dataclass
-class Stats:
-    median: float  # ms
-    p90: float
-    runs: int
-    times: list[float] = field(repr=False, default_factory=list)
-
-    @staticmethod
-    def of(times: list[float]) -> Stats:
-        ms = [t * 1e3 for t in times]
-        return Stats(statistics.median(ms), float(np.percentile(ms, 90)), len(ms), ms)
-
-
 def session(model: onnx.ModelProto, optimized_path: str | None = None) -> ort.InferenceSession:
-    """A CPU session on the harness's shared pool (`benchmarks/harness.py`: one pool for all
-    sessions, spinning off), optimisation level ALL. With a pool per session, interleaved
-    sessions fought for the cores: every model ran 1.4-3x slower than alone."""
+    """A CPU session on the harness's shared pool (one pool for all sessions, spinning off).
+    With a pool per session, interleaved sessions fought for the cores: every model ran
+    1.4-3x slower than alone."""
     return harness.ort_session(model, optimized_path)
 
 
@@ -293,13 +274,6 @@ def check_agreement(sessions: dict[str, ort.InferenceSession], feeds: dict, refe
         np.testing.assert_allclose(out, ref, rtol=RTOL, atol=ATOL, err_msg=f"{name} vs {reference}")
         errors[name] = float(np.max(np.abs(out.astype(np.float64) - ref)))
     return errors
-
-
-def time_interleaved(sessions: dict[str, ort.InferenceSession], feeds: dict, repeats: int,
-                     warmup: int) -> dict[str, Stats]:
-    """`repeats` rounds; each runs every session once, the order rotating round by round."""
-    times = harness.interleave_sessions(sessions, feeds, repeats, warmup)
-    return {name: Stats.of(t) for name, t in times.items()}
 
 
 def optimized_nodes(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
@@ -321,37 +295,6 @@ def scan_lowered(model: onnx.ModelProto) -> bool:
 
 
 @dataclass
-class Ratio:
-    """a / b: the ratio of the medians, the median of the per-round ratios (both ran in the
-    same round) and a bootstrap 95% interval of the latter."""
-
-    of_medians: float
-    paired: float
-    low: float
-    high: float
-
-    @staticmethod
-    def of(a: Stats, b: Stats) -> Ratio:
-        paired = harness.paired_ratio(a.times, b.times)
-        return Ratio(a.median / b.median, paired.value, paired.low, paired.high)
-
-    def verdict(self, target: float) -> str:
-        """PASS or FAIL when the interval lies on one side of the target; TIE when it holds
-        the target (not told apart at this noise level)."""
-        if self.high <= target:
-            return "PASS"
-        if self.low > target:
-            return "FAIL"
-        return "TIE"
-
-    def text(self) -> str:
-        return f"{self.of_medians:.2f} (paired {self.paired:.2f}, {self.low:.2f}-{self.high:.2f})"
-
-    def to_json(self) -> dict[str, float]:
-        return {"ratio_of_medians": self.of_medians, "paired_median": self.paired, "ci95": [self.low, self.high]}
-
-
-@dataclass
 class Comparison:
     """One comparison: models on the same weights and inputs, timed together."""
 
@@ -360,34 +303,36 @@ class Comparison:
     reference: str
     flops: int  # netc's count for the network
     notes: dict[str, str] = field(default_factory=dict)  # model -> remark (export failures, ...)
-    stats: dict[str, Stats] = field(default_factory=dict)
+    times: dict[str, list[float]] = field(default_factory=dict)  # seconds per round
     errors: dict[str, float] = field(default_factory=dict)
     nodes: dict[str, Any] = field(default_factory=dict)
 
-    def run(self, feeds: dict, args: argparse.Namespace) -> Comparison:
+    def run(self, feeds: dict, args: argparse.Namespace, bench: harness.Bench) -> Comparison:
+        """Check, time, and add a row per model (median ms; GFLOP/s, note, error and the
+        optimized node types in the JSON)."""
         sessions = {name: session(m) for name, m in self.models.items()}
         self.errors = check_agreement(sessions, feeds, self.reference)
-        self.stats = time_interleaved(sessions, feeds, args.repeats, args.warmup)
+        self.times = harness.interleave_sessions(sessions, feeds, args.rounds, args.warmup)
         for name, model in self.models.items():
             if name.startswith("netc"):
                 self.nodes[name] = optimized_nodes(model)
+        for name in self.models:
+            gflops = self.flops / statistics.median(self.times[name]) / 1e9
+            bench.time_row(self.title, f"{name} ms", self.times[name], gflop_s=gflops, note=self.notes.get(name, ""),
+                           max_abs_error=self.errors[name], optimized_nodes=self.nodes.get(name))
+        for name, note in self.notes.items():
+            if name not in self.models:
+                bench.note(f"{self.title}, {name}: {note}")
+        if args.inspect:
+            print_inspect(self)
         return self
 
-    def ratio(self, a: str, b: str) -> Ratio:
-        return Ratio.of(self.stats[a], self.stats[b])
-
-    def gflops(self, name: str) -> float:
-        return self.flops / self.stats[name].median / 1e6
-
     def fastest(self, prefix: str) -> str:
-        return min((n for n in self.stats if n.startswith(prefix)), key=lambda n: self.stats[n].median)
+        return min((n for n in self.times if n.startswith(prefix)), key=lambda n: statistics.median(self.times[n]))
 
-    def to_json(self) -> dict[str, Any]:
-        return {"title": self.title, "reference": self.reference, "flops": self.flops, "notes": self.notes,
-                "max_abs_error": self.errors,
-                "models": {n: {"median_ms": s.median, "p90_ms": s.p90, "runs": s.runs, "gflop_s": self.gflops(n)}
-                           for n, s in self.stats.items()},
-                "optimized_nodes": self.nodes}
+    def ratio_row(self, bench: harness.Bench, a: str, b: str, target: float | None = None,
+                  metric: str | None = None) -> harness.Row:
+        return bench.ratio_row(self.title, metric or f"{a} / {b}", self.times[a], self.times[b], target)
 
 
 # ---------------------------------------------------------------------------- sections
@@ -420,7 +365,7 @@ def section_tagger(cell: str, args: argparse.Namespace, x: torch.Tensor) -> Comp
     weights |= {"dense0.weight": _linear_t(module.fc.weight), "dense0.bias": np_(module.fc.bias)}
     model, flops = netc_model(source, weights)
     notes["netc"] = f"{cell} lowered to " + ("Scan" if scan_lowered(model) else f"native {cell.upper()}")
-    return Comparison(f"2-layer bidirectional {cell.upper()} tagger", {"netc": model} | models,
+    return Comparison(f"1-2: 2-layer bidir {cell.upper()} tagger", {"netc": model} | models,
                       "torch (TorchScript)", flops, notes)
 
 
@@ -456,7 +401,7 @@ def section_custom(cell: str, args: argparse.Namespace, x: torch.Tensor) -> Comp
         flops = flops or f  # the first netc model's count: the step block as written
         if style == "standard":
             notes[name] = "lowered to " + ("Scan" if scan_lowered(models[name]) else "the native op")
-    return Comparison(cell, models, "torch (TorchScript)", flops, notes)
+    return Comparison(f"3: {cell}, PyTorch loop", models, "torch (TorchScript)", flops, notes)
 
 
 STANDARD_CELLS = {"rnn": "rnn(x, H{extra})", "lstm": "lstm(x, H{extra})", "gru": "gru(x, H{extra})",
@@ -471,155 +416,74 @@ def section_lowering(cell: str, variant: str, args: argparse.Namespace) -> Compa
         low = f', lowering="{lowering}"' if lowering != "auto" else ""
         models[f"netc {lowering}"], flops = netc_model(network(expr.replace("{low}", low), args), None)
     auto = "scan" if scan_lowered(models["netc auto"]) else "native"
-    return Comparison(f"{cell} {variant}", models, "netc native", flops, {"netc auto": f"auto picks {auto}"})
+    return Comparison(f"4: {cell} {variant}", models, "netc native", flops, {"netc auto": f"auto picks {auto}"})
 
 
-# ---------------------------------------------------------------------------- tables
+# ---------------------------------------------------------------------------- rows
 
 
-def print_header(title: str, command: str, args: argparse.Namespace) -> None:
-    print(f"\n== {title}")
-    print(f"   $ {command}")
-    print(f"   T={args.T} N={args.N} D={args.D} H={args.H}; {args.threads} threads; "
-          f"{args.repeats} interleaved rounds after {args.warmup} warm-up runs")
+def tagger_rows(c: Comparison, bench: harness.Bench) -> None:
+    c.ratio_row(bench, "netc", c.fastest("torch"), target=1.0, metric=f"netc / fastest export ({c.fastest('torch')})")
 
 
-def print_models(c: Comparison) -> None:
-    print(f"\n  {c.title}  ({c.flops / 1e9:.2f} GFLOP per run, netc's count)")
-    print(f"    {'model':<30}{'median ms':>10}{'p90 ms':>9}{'GFLOP/s':>9}{'/ torch TS':>12}  note")
-    for name in c.models:
-        s = c.stats[name]
-        print(f"    {name:<30}{s.median:>10.1f}{s.p90:>9.1f}{c.gflops(name):>9.0f}"
-              f"{s.median / c.stats[c.reference].median:>12.2f}  {c.notes.get(name, '')}")
-    for name, note in c.notes.items():
-        if name not in c.models:
-            print(f"    {name:<30}{'-':>10}{'-':>9}{'-':>9}{'-':>12}  {note}")
-
-
-def report_tagger(c: Comparison, target: float) -> dict[str, Any]:
-    print_models(c)
+def custom_rows(c: Comparison, bench: harness.Bench) -> None:
     best = c.fastest("torch")
-    r = c.ratio("netc", best)
-    print(f"    netc / fastest torch export ({best}) = {r.text()}; target <= {target:.1f}: {r.verdict(target)}")
-    return {"target": target, "fastest_torch": best, "ratio": r.to_json(), "verdict": r.verdict(target)} | c.to_json()
+    for name in c.models:
+        if name.startswith("netc"):
+            c.ratio_row(bench, name, best, target=0.5, metric=f"{name} / fastest export ({best})")
 
 
-def report_custom(cs: list[Comparison], target: float) -> list[dict[str, Any]]:
-    out = []
-    for c in cs:
-        print_models(c)
-    print(f"\n  {'cell':<19}{'netc model':<28}{'netc ms':>8}{'torch ms':>9}  {'netc / torch (paired, 95% CI)':<31}"
-          f"target <= {target}")
-    for c in cs:
-        best = c.fastest("torch")
-        rows = []
-        for name in c.models:
-            if name.startswith("netc"):
-                r = c.ratio(name, best)
-                rows.append({"netc": name, "ratio": r.to_json(), "verdict": r.verdict(target)})
-                print(f"  {c.title:<19}{name:<28}{c.stats[name].median:>8.1f}{c.stats[best].median:>9.1f}  "
-                      f"{r.text():<31}{r.verdict(target)}")
-        out.append({"target": target, "fastest_torch": best, "rows": rows} | c.to_json())
-    print("  (torch ms: the faster of the two exports of the same cell)")
-    return out
+def lowering_rows(c: Comparison, bench: harness.Bench) -> None:
+    picks = c.notes["netc auto"].split()[-1]
+    faster = min(("native", "scan"), key=lambda k: statistics.median(c.times[f"netc {k}"]))
+    c.ratio_row(bench, "netc scan", "netc native", metric="scan / native")
+    c.ratio_row(bench, "netc auto", f"netc {faster}", target=1.05, metric=f"auto ({picks}) / faster ({faster})")
 
 
-def report_lowering(cs: list[Comparison]) -> list[dict[str, Any]]:
-    print(f"\n  {'cell':<10}{'variant':<14}{'native ms':>10}{'scan ms':>8}{'auto ms':>8}{'scan/native':>12}"
-          f"  {'auto picks':<11}{'faster':<7}{'auto / faster (paired, 95% CI)':<32}auto within 5%")
-    out = []
-    for c in cs:
-        native, scan, auto = (c.stats[f"netc {k}"].median for k in ("native", "scan", "auto"))
-        picks = c.notes["netc auto"].split()[-1]
-        faster = "scan" if scan < native else "native"
-        r = c.ratio("netc auto", f"netc {faster}")
-        verdict = r.verdict(1.05)
-        cell, variant = c.title.split(" ", 1)
-        print(f"  {cell:<10}{variant:<14}{native:>10.1f}{scan:>8.1f}{auto:>8.1f}{scan / native:>12.2f}"
-              f"  {picks:<11}{faster:<7}{r.text():<32}{verdict}")
-        out.append({"cell": cell, "variant": variant, "auto_picks": picks, "faster": faster,
-                    "scan_over_native": c.ratio("netc scan", "netc native").to_json(),
-                    "auto_over_faster": r.to_json(), "verdict": verdict} | c.to_json())
-    return out
-
-
-def print_inspect(cs: list[Comparison]) -> None:
-    for c in cs:
-        for name, nodes in c.nodes.items():
-            print(f"    [{c.title} / {name}] after onnxruntime's optimisations: " + "; ".join(
-                f"{g}: " + ", ".join(f"{k} {v}" for k, v in sorted(n.items(), key=lambda kv: -kv[1]))
-                for g, n in nodes.items()))
+def print_inspect(c: Comparison) -> None:
+    for name, nodes in c.nodes.items():
+        print(f"    [{c.title} / {name}] after onnxruntime's optimisations: " + "; ".join(
+            f"{g}: " + ", ".join(f"{k} {v}" for k, v in sorted(n.items(), key=lambda kv: -kv[1]))
+            for g, n in nodes.items()))
 
 
 # ---------------------------------------------------------------------------- main
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 5 rounds, 1 warm-up, no dynamo export")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", default="1,2,3,4")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=40, help="interleaved timing rounds per comparison")
-    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--T", type=int, default=100)
     parser.add_argument("--N", type=int, default=32)
     parser.add_argument("--D", type=int, default=256)
     parser.add_argument("--H", type=int, default=256)
     parser.add_argument("--no-dynamo", action="store_true", help="skip the dynamo exporter")
     parser.add_argument("--inspect", action="store_true", help="print the optimized node types of netc's models")
+    harness.add_common_arguments(parser, rounds=40, quick="10 rounds after 1 warm-up run, every exporter kept")
     args = parser.parse_args()
     if args.quick:
-        args.repeats, args.warmup, args.no_dynamo = min(args.repeats, 5), 1, True
+        args.rounds, args.warmup = 10, 1
     sections = {int(s) for s in args.sections.split(",") if s}
-    command = "python benchmarks/recurrent_vs_torch.py" + "".join(f" {a}" for a in sys.argv[1:])
     logging.getLogger("torch").setLevel(logging.ERROR)
-    harness.setup_threads(args.threads)  # before the first session; see session()
-    torch.set_num_threads(args.threads)
-
-    cpu = platform.processor() or platform.machine()
-    load_start = os.getloadavg()[0]
-    print(f"onnxruntime {ort.__version__}, torch {torch.__version__}, onnx {onnx.__version__}, "
-          f"netc {netc.__version__}; {cpu}, {os.cpu_count()} cores; load average {load_start:.2f} at the start")
+    harness.setup_threads(args.threads)  # before the first session, and torch's threads
+    bench = harness.Bench("recurrent_vs_torch")
+    bench.note(f"T={args.T} N={args.N} D={args.D} H={args.H}; torch {torch.__version__}. Targets: sections 1-2 "
+               "netc <= 1.0x the fastest export, section 3 <= 0.5x, section 4 auto within 5% of the faster lowering")
     x_np = np.random.default_rng(0).standard_normal((args.T, args.N, args.D)).astype(np.float32)
     x = torch.from_numpy(x_np)
     feeds = {"x": x_np}
-    results: dict[str, Any] = {"date": datetime.date.today().isoformat(), "command": command,
-                               "machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()},
-                               "versions": {"onnxruntime": ort.__version__, "torch": torch.__version__,
-                                            "onnx": onnx.__version__, "netc": netc.__version__},
-                               "settings": vars(args), "load_average": {"start": load_start}, "sections": {}}
     with torch.no_grad():
         for sec, cell in ((1, "lstm"), (2, "gru")):
             if sec in sections:
-                print_header(f"Section {sec}: 2-layer bidirectional {cell.upper()} tagger, netc vs torch.onnx.export",
-                             command, args)
-                c = section_tagger(cell, args, x).run(feeds, args)
-                results["sections"][str(sec)] = report_tagger(c, 1.0)
-                if args.inspect:
-                    print_inspect([c])
+                tagger_rows(section_tagger(cell, args, x).run(feeds, args, bench), bench)
         if 3 in sections:
-            print_header("Section 3: custom cells, a PyTorch Python loop (unrolled by the exporters) vs netc",
-                         command, args)
-            cs = [section_custom(cell, args, x).run(feeds, args) for cell in CUSTOM]
-            results["sections"]["3"] = report_custom(cs, 0.5)
-            if args.inspect:
-                print_inspect(cs)
+            for cell in CUSTOM:
+                custom_rows(section_custom(cell, args, x).run(feeds, args, bench), bench)
         if 4 in sections:
-            print_header("Section 4: standard cells, lowering native vs scan vs auto", command, args)
-            cs = [section_lowering(cell, variant, args).run(feeds, args)
-                  for cell in STANDARD_CELLS for variant in STANDARD_VARIANTS]
-            results["sections"]["4"] = report_lowering(cs)
-            if args.inspect:
-                print_inspect(cs)
-    results["load_average"]["end"] = os.getloadavg()[0]
-    print(f"\nload average {results['load_average']['end']:.2f} at the end. The machine may be shared: the models "
-          "of a comparison take turns round by round, so load hits them alike; trust the ratios (and their "
-          "intervals) over the absolute times.")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-        print(f"wrote {args.json}")
+            for cell in STANDARD_CELLS:
+                for variant in STANDARD_VARIANTS:
+                    lowering_rows(section_lowering(cell, variant, args).run(feeds, args, bench), bench)
+    bench.finish(args.json)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@ nn.TransformerEncoder with the same weights: exported with torch.onnx.export (To
 and dynamo) and run on onnxruntime, and run eagerly under torch.inference_mode (its fused
 fast path).
 
-    python benchmarks/transformer_vs_torch.py [--quick] [--threads 2] [--repeats 20]
+    python benchmarks/transformer_vs_torch.py [--quick] [--threads 2] [--rounds 20]
         [--shapes 1x128 1x512 8x128 8x512] [--layers 6 --d 512 --heads 8 --ff 2048] [--no-dynamo]
+        [--json out.json]
 
 Models take batch-first input [N, T, d] (PyTorch's fast path needs batch_first=True):
 `encoder(x, layers, heads, d_ff, batch_first=true)` in netc. Every model is made per shape
@@ -14,44 +15,36 @@ carries the PyTorch weights (netc through netc.compiler.torch_names.import_torch
 Before timing, each output must agree with eager PyTorch (rtol 1e-3, atol 1e-4 x the output
 scale: six layers of float32 sums in another order).
 
-Fairness on a shared 2-core machine: onnxruntime sessions get `--threads` intra-op threads
-with spinning off (`session.intra_op.allow_spinning=0`); torch gets `--threads` threads and
-OMP_WAIT_POLICY=PASSIVE (set before torch loads), since idle spinning threads of one runtime
-take the cores from the next model's run. Rounds are interleaved, the order rotating;
-ratios are medians of per-round ratios with bootstrap 95% intervals (benchmarks/timing.py).
-Absolute times on a shared machine are noisy; the ratios are the result.
+Latency: the onnxruntime sessions share the harness's pool (benchmarks/harness.py; spinning
+off) and torch gets `--threads` threads with OMP_WAIT_POLICY=PASSIVE, since idle spinning
+threads of one runtime take the cores from the next model's run. The four models take turns
+round by round; ratios netc / other are medians of per-round ratios with bootstrap 95%
+intervals. Target: netc <= 1.0x each exported model.
 
-Compile time: netc (parse, elaborate, lower, with the weights from an .npz file, and write
-the .onnx) against each exporter (trace/export and write): the median of 3 at the first
-shape, one run at the others.
-`--quick`: 2 layers, shapes 1x128 and 1x512, 8 rounds, no dynamo.
+Compile time: netc (parse, elaborate, lower, with the weights streamed from an .npz file
+into the written .onnx, as `netc compile` does) against each exporter (trace/export and
+write), taking turns: `--compile-rounds` rounds at the first shape (default 3), one at the
+others. Target: the dynamo export >= 10x netc's time.
+`--quick` (run_all.py): 2 layers, shapes 1x128 and 8x512, 8 rounds, 2 compile rounds;
+dynamo included.
 """
 
 from __future__ import annotations
-
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch (and its OpenMP) loads
 
 import argparse
 import contextlib
 import io
 import logging
-import statistics
-import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+import harness  # before torch: it sets OpenMP's wait policy
 import numpy as np
 import onnx
 import torch
 
 import netc
-from benchmarks.timing import Ratio, ort_session, time_interleaved
 from netc.compiler.torch_names import import_torch_state_dict
 
 
@@ -100,56 +93,46 @@ def netc_compile(args: argparse.Namespace, weights: Path, out: Path, n: int, t: 
     netc.api.compile_to_file("encoder.net", out, source=netc_source(args, n, t), weights=weights)
 
 
-def median_time(fn, runs: int = 3) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--shapes", nargs="+", default=["1x128", "1x512", "8x128", "8x512"])
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--d", type=int, default=512)
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--ff", type=int, default=2048)
     parser.add_argument("--no-dynamo", action="store_true")
+    parser.add_argument("--compile-rounds", type=int, default=3, help="compile rounds at the first shape")
+    harness.add_common_arguments(parser, rounds=20, quick="2 layers, shapes 1x128 and 8x512, 8 rounds, 2 compile rounds")
     args = parser.parse_args()
     if args.quick:
-        args.layers, args.shapes, args.repeats, args.no_dynamo = 2, ["1x128", "1x512"], 8, True
-    torch.set_num_threads(args.threads)
-    print(f"# {' '.join(sys.argv)}")
-    print(f"# layers={args.layers} d={args.d} heads={args.heads} ff={args.ff} threads={args.threads} "
-          f"repeats={args.repeats} torch {torch.__version__} OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
+        args.layers, args.shapes, args.rounds, args.compile_rounds = 2, ["1x128", "8x512"], 8, 2
+    harness.setup_threads(args.threads)
+    logging.getLogger("torch").setLevel(logging.ERROR)
+    bench = harness.Bench("transformer_vs_torch")
+    bench.note(f"{args.layers} layers, d={args.d}, heads={args.heads}, ff={args.ff}; torch {torch.__version__}")
     module = torch_module(args)
     exporters = ["torchscript"] + ([] if args.no_dynamo else ["dynamo"])
-    print("\nlatency, ms (median, p90); ratio = netc / other: median of per-round ratios [95% CI]")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         weights = work / "w.npz"
         np.savez(weights, **netc_weights(module, args))
         for k, shape in enumerate(args.shapes):
             n, t = (int(v) for v in shape.split("x"))
-            compile_runs = 3 if k == 0 else 1
-            compile_times = {"netc": median_time(
-                lambda n=n, t=t: netc_compile(args, weights, work / "netc.onnx", n, t), compile_runs)}
+            case = f"N={n} T={t}"
+            compiles = {"netc": lambda n=n, t=t: netc_compile(args, weights, work / "netc.onnx", n, t)}
             for name in exporters:
-                compile_times[name] = median_time(
-                    lambda name=name, n=n, t=t: export(module, args, work / f"{name}.onnx", name == "dynamo", n, t),
-                    compile_runs)
-            print(f"N={n} T={t:4d} compile s (median of {compile_runs}): "
-                  + ", ".join(f"{key} {v:.2f}" for key, v in compile_times.items())
-                  + "".join(f"; {name}/netc {compile_times[name] / compile_times['netc']:.1f}x"
-                            for name in exporters))
-            sessions = {"netc": ort_session(onnx.load(work / "netc.onnx"), args.threads)}
+                compiles[name] = lambda name=name, n=n, t=t: export(module, args, work / f"{name}.onnx",
+                                                                    name == "dynamo", n, t)
+            seconds = harness.interleave(compiles, args.compile_rounds if k == 0 else 1, warmup=0)
+            for name, values in seconds.items():
+                bench.time_row(case, f"compile {name} s", values, scale=1, unit="s")
             for name in exporters:
-                sessions[f"export-{name}"] = ort_session(onnx.load(work / f"{name}.onnx"), args.threads)
+                bench.ratio_row(case, f"compile {name} / netc", seconds[name], seconds["netc"],
+                                target=10.0 if name == "dynamo" else None, higher_is_better=True)
+
+            sessions = {"netc": harness.ort_session(onnx.load(work / "netc.onnx"))}
+            for name in exporters:
+                sessions[f"{name} export"] = harness.ort_session(onnx.load(work / f"{name}.onnx"))
             x = np.random.default_rng(0).standard_normal((n, t, args.d)).astype(np.float32)
             tx = torch.from_numpy(x)
             with torch.inference_mode():
@@ -164,11 +147,15 @@ def main() -> None:
                     return module(tx)
 
             runs = {name: (lambda sess=sess, x=x: sess.run(None, {"x": x})) for name, sess in sessions.items()}
-            runs["torch-eager"] = eager
-            stats = time_interleaved(runs, args.repeats)
-            for name, st in stats.items():
-                ratio = "" if name == "netc" else f"  netc/{name} {Ratio.of(stats['netc'], st)}"
-                print(f"N={n} T={t:4d} {name:18s} {st.median:9.2f} {st.p90:9.2f}{ratio}")
+            runs["torch eager"] = eager
+            times = harness.interleave(runs, args.rounds, args.warmup)
+            for name, values in times.items():
+                bench.time_row(case, f"{name} ms", values)
+            for name in runs:
+                if name != "netc":
+                    bench.ratio_row(case, f"netc / {name}", times["netc"], times[name],
+                                    target=1.0 if name.endswith("export") else None)
+    bench.finish(args.json)
 
 
 if __name__ == "__main__":
