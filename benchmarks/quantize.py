@@ -18,11 +18,13 @@ Latency: the three sessions take turns on the harness's shared pool
 (`benchmarks/harness.py`), for at least `--rounds` rounds and `--min-seconds` seconds; a
 ratio is the median of per-round ratios with a bootstrap 95% interval (the verdict), and
 beside it the ratio of the 10th percentile times (the rounds that had the cores to
-themselves, when other load makes the times bimodal). Accuracy (`runtime/against_f32.py`, what `netc verify --against-f32`
-prints), on inputs drawn apart from the calibration data: the largest absolute error, the
-largest error relative to the f32 output's largest magnitude, and top-1 agreement (argmax
-over the class axis; target >= 0.99) with its Wilson 95% interval (PASS when the whole
-interval is >= 0.99). The check data:
+themselves, when other load makes the times bimodal).
+
+Accuracy (`runtime/against_f32.py`, what `netc verify --against-f32` prints), on inputs
+drawn apart from the calibration data: the largest absolute error, the largest error
+relative to the f32 output's largest magnitude, and top-1 agreement (argmax over the class
+axis; target >= 0.99) with its Wilson 95% interval (PASS when the whole interval is
+>= 0.99). The check data:
 
 - `gaussian` (MLP): standard normal rows, 8 x 250 (the figure reported before);
   `pixels` (MLP): random 8-bit images scaled to [0, 1], what the MNIST MLP reads, 40 x 250.
