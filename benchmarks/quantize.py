@@ -26,12 +26,13 @@ relative to the f32 output's largest magnitude, and top-1 agreement (argmax over
 axis; target >= 0.99) with its Wilson 95% interval (PASS when the whole interval is
 >= 0.99). The check data:
 
-- `gaussian` (MLP): standard normal rows, 8 x 250 (the figure reported before);
-  `pixels` (MLP): random 8-bit images scaled to [0, 1], what the MNIST MLP reads, 40 x 250.
-- `random weights` (tagger): the seeded random weights on random words, 4 x 50 x 32 (as
-  before); `trained` (tagger): weights trained on a synthetic tagging task
-  (`benchmarks/trained_tagger.py`, PyTorch, imported by `netc weights import`) on random
-  words, 4 x 50 x 32.
+- MLP: `gaussian`, standard normal rows, 8 x 250 (the figure reported before); `pixels`,
+  random 8-bit images scaled to [0, 1], what the MNIST MLP reads, 40 x 250; `trained`,
+  weights trained on MNIST-like synthetic figures (`benchmarks/trained_models.py`,
+  PyTorch, imported by `netc weights import`) on 40 x 250 held-out figures.
+- Tagger: `random weights`, the seeded random weights on random words, 4 x 50 x 32 (as
+  before); `trained`, weights trained on a synthetic tagging task (`trained_models.py`)
+  on random words, 4 x 50 x 32.
 - ResNet-50: 48 x 8 random images (384: the fewest whose Wilson interval can clear 0.99
   with no disagreement).
 
@@ -53,6 +54,7 @@ from pathlib import Path
 
 import numpy as np
 from harness import ROOT, Bench, Estimate, interleave, ort_session, setup_threads, verdict
+from trained_models import Digits
 
 from netc.runtime.against_f32 import compare_sessions
 
@@ -69,6 +71,10 @@ def _pixels(seed: int, n: int = 250) -> dict[str, np.ndarray]:
     return {"image": (np.random.default_rng(seed).integers(0, 256, (n, 784)) / 255).astype(np.float32)}
 
 
+def _digits(seed: int, n: int = 250) -> dict[str, np.ndarray]:
+    return {"image": Digits(0).sample(np.random.default_rng(seed), n)[0]}
+
+
 def _tagger(seed: int) -> dict[str, np.ndarray]:
     return {"words": np.random.default_rng(seed).integers(0, 5000, (50, 32)).astype(np.int64)}
 
@@ -78,11 +84,12 @@ def _images(seed: int, n: int = 1) -> dict[str, np.ndarray]:
 
 
 # name: (example, mode, timed input, {check set: (weights, feeds)}, latency target); weights
-# None are the compiler's seeded random weights, "trained" those of trained_tagger.py.
+# None are the compiler's seeded random weights, "trained" those of trained_models.py.
 MODELS = {
     "mnist_mlp": ("mnist_mlp.net", "dynamic", lambda: _mlp(0),
                   {"gaussian": (None, lambda: [_mlp(100 + s, 250) for s in range(8)]),
-                   "pixels": (None, lambda: [_pixels(200 + s) for s in range(40)])}, 0.5),
+                   "pixels": (None, lambda: [_pixels(200 + s) for s in range(40)]),
+                   "trained": ("trained", lambda: [_digits(300 + s) for s in range(40)])}, 0.5),
     "bilstm_tagger": ("bilstm_tagger.net", "dynamic", lambda: _tagger(0),
                       {"random weights": (None, lambda: [_tagger(100 + s) for s in range(4)]),
                        "trained": ("trained", lambda: [_tagger(100 + s) for s in range(4)])}, 0.5),
@@ -152,7 +159,7 @@ def main() -> None:
     parser.add_argument("--min-seconds", type=float, default=3.0,
                         help="keep taking rounds until this long has passed (the MLP's 60 rounds take 20 ms: "
                              "one burst of other load would skew them all)")
-    parser.add_argument("--train-steps", type=int, default=300, help="trained_tagger.py's training steps")
+    parser.add_argument("--train-steps", type=int, default=300, help="trained_models.py's training steps")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     setup_threads(args.threads)
@@ -170,11 +177,12 @@ def main() -> None:
                 extra = []
                 if weights == "trained":
                     npz = Path(tmp, f"{name}.trained.npz")
-                    done = subprocess.run([sys.executable, str(HERE / "trained_tagger.py"), "-o", str(npz),
-                                           "--steps", str(args.train_steps), "--threads", str(args.threads)],
+                    done = subprocess.run([sys.executable, str(HERE / "trained_models.py"), "--model", name,
+                                           "-o", str(npz), "--steps", str(args.train_steps),
+                                           "--threads", str(args.threads)],
                                           check=True, capture_output=True, text=True)
-                    bench.note(f"{name}: trained_tagger.py --steps {args.train_steps}: task "
-                               f"{done.stdout.strip().splitlines()[-1]} (f32, 1,600 held-out words)")
+                    bench.note(f"{name}: trained_models.py --model {name} --steps {args.train_steps}: task "
+                               f"{done.stdout.strip().splitlines()[-1]} (f32, on held-out samples)")
                     extra = ["--weights", str(npz)]
                 tag = weights or "seeded"
                 paths[weights, "f32"] = Path(tmp, f"{name}.{tag}.onnx")
