@@ -16,9 +16,7 @@ keeps the layer that computes the output (the classifier's last dense layer) in 
 
 Latency: the three sessions take turns on the harness's shared pool
 (`benchmarks/harness.py`), for at least `--rounds` rounds and `--min-seconds` seconds; a
-ratio is the median of per-round ratios with a bootstrap 95% interval (the verdict), and
-beside it the ratio of the 10th percentile times (the rounds that had the cores to
-themselves, when other load makes the times bimodal).
+ratio is the median of per-round ratios with a bootstrap 95% interval.
 
 Accuracy (`runtime/against_f32.py`, what `netc verify --against-f32` prints), on inputs
 drawn apart from the calibration data: the largest absolute error, the largest error
@@ -199,12 +197,6 @@ def main() -> None:
                 bench.time_row(case, f"{v} ms", times[v])
             for v in VARIANTS:
                 bench.ratio_row(case, f"{v} / f32 latency", times[v], times["f32"], target=target)
-            for v in VARIANTS:
-                # Under other load the times are bimodal (rounds that had the cores to
-                # themselves and rounds that shared them); this ratio is that of the
-                # uncontended rounds. Reported beside the paired ratio, which is the verdict.
-                low = float(np.percentile(times[v], 10) / np.percentile(times["f32"], 10))
-                bench.row(case, f"{v} / f32, 10th percentile times", low)
             for check, (weights, feeds) in checks.items():
                 data = feeds()
                 f32 = _Memo(sessions["f32"] if weights is None else ort_session(paths[weights, "f32"]))
