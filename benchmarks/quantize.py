@@ -44,7 +44,6 @@ share of the rows whose top-1 is the commonest class.
 from __future__ import annotations
 
 import argparse
-import math
 import subprocess
 import sys
 import tempfile
@@ -54,7 +53,7 @@ import numpy as np
 from harness import ROOT, Bench, Estimate, interleave, ort_session, setup_threads, verdict
 from trained_models import Digits
 
-from netc.runtime.against_f32 import compare_sessions
+from netc.runtime.against_f32 import compare_sessions, wilson_interval
 
 EXAMPLES = ROOT / "examples"
 HERE = Path(__file__).resolve().parent
@@ -97,11 +96,9 @@ MODELS = {
 VARIANTS = {"int8": [], "int8 all": ["--quantize-all"]}
 
 
-def wilson(agree: float, n: int, z: float = 1.96) -> Estimate:
-    """A binomial proportion with its Wilson score interval (95%)."""
-    centre = (agree + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(agree * (1 - agree) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Estimate(agree, max(0.0, centre - half), min(1.0, centre + half), n)
+def wilson(agree: float, n: int) -> Estimate:
+    """Top-1 agreement with its Wilson 95% interval (the one `netc verify --against-f32` prints)."""
+    return Estimate(agree, *wilson_interval(agree, n), n)
 
 
 class _Memo:

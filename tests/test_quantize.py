@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from netc import api
 from netc.cli import main
 from netc.int8 import random_feeds
+from netc.runtime.against_f32 import wilson_interval
 from netc.runtime.quantize import output_layers
 from netc.runtime.session import make_session
 
@@ -43,6 +44,15 @@ def test_dynamic_mlp_passes_against_f32(tmp_path: Path, capsys) -> None:
     assert main(["verify", str(EXAMPLES / "mnist_mlp.net"), "--against-f32", str(out)]) == 0
     text = capsys.readouterr().out
     assert "top-1 agreement" in text and "ok: 1/1 outputs" in text
+    assert " of 96 (95% interval " in text  # 3 seeds x 32 rows
+
+
+def test_wilson_interval_textbook_values() -> None:
+    low, high = wilson_interval(0.5, 100)  # 50 of 100
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    low, high = wilson_interval(0.0, 10)  # none of 10
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(1.0, 384)[0] == pytest.approx(0.9901, abs=1e-4)  # 384 rows can show >= 0.99
 
 
 def test_quantize_all_quantizes_the_output_layer(tmp_path: Path, capsys) -> None:
