@@ -11,9 +11,9 @@
 
 By default the layer that computes each output (a classifier's last dense layer: the
 MatMul, Gemm or Conv that an output is read from through a softmax, bias, reshape...)
-stays f32, as is usual practice for int8 models: it holds few of the weights and little of
-the time, and quantizing it adds error right where the classes are decided (measured in
-benchmarks/README.md). `quantize_all=True` (`--quantize-all`) quantizes it too.
+stays f32, as is usual practice for int8 models: it holds few of the weights, and
+quantizing it adds error right where the classes are decided (measured, with its cost in
+time, in benchmarks/README.md). `quantize_all=True` (`--quantize-all`) quantizes it too.
 
 Imported only by `netc compile --quantize` and `netc verify --against-f32`: compiling an
 f32 model never loads onnxruntime.
@@ -87,7 +87,8 @@ _LAYERS = frozenset({"MatMul", "Gemm", "Conv"})
 def output_layers(model) -> list[str]:
     """Names of the nodes that compute the graph's outputs: for each output, the first
     MatMul/Gemm/Conv with a constant weight reached backwards through `_PASS_THROUGH` ops
-    (an Add's constant operand is its bias: the walk follows the other one)."""
+    (an Add's constant operand is its bias: the walk follows the other one; an Add of two
+    activations, a residual sum, has no one layer behind it and ends the walk)."""
     graph = model.graph
     consts = {i.name for i in graph.initializer}
     consts |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
@@ -102,7 +103,7 @@ def output_layers(model) -> list[str]:
                     found.append(node.name)
                 break
             variable = [i for i in node.input if i and i not in consts]
-            if node.op_type not in _PASS_THROUGH or not variable:
+            if node.op_type not in _PASS_THROUGH or not variable or (node.op_type == "Add" and len(variable) > 1):
                 break
             name = variable[0]
     return found

@@ -98,9 +98,11 @@ def test_output_layers_walks_back_through_bias_softmax_and_layout() -> None:
                     helper.make_node("Softmax", ["y"], ["probs"], name="softmax"),
                     helper.make_node("Gemm", ["r", "w2"], ["score"], name="second_head"),
                     helper.make_node("MatMul", ["x", "r"], ["mixed"], name="no_weight"),
-                    helper.make_node("Concat", ["h", "r"], ["joined"], name="concat", axis=1)],
-                   ["probs", "score", "mixed", "joined"], ["w0", "w1", "w2", "b", "shape"])
-    # a MatMul of two activations has no weight to keep; a Concat is no layer
+                    helper.make_node("Concat", ["h", "r"], ["joined"], name="concat", axis=1),
+                    helper.make_node("Add", ["h", "r"], ["residual"], name="residual")],
+                   ["probs", "score", "mixed", "joined", "residual"], ["w0", "w1", "w2", "b", "shape"])
+    # a MatMul of two activations has no weight to keep; a Concat is no layer; a residual
+    # sum has no one layer behind it
     assert output_layers(model) == ["head", "second_head"]
 
 
