@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write an int8 model (onnxruntime.quantization; see docs/quantization.md)")
     p.add_argument("--calibrate", metavar="DATA.npz",
                    help="--quantize static: calibration inputs by name, axis 0 the batch")
+    p.add_argument("--quantize-all", action="store_true",
+                   help="--quantize: quantize the output layers too (by default the layer that computes "
+                        "each output, e.g. a classifier's last dense layer, stays f32)")
     _network_options(p)
     _weight_options(p)
     p.set_defaults(handler=cmd_compile)
@@ -384,10 +387,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(source.stem + ".onnx")
     check_output_path(args.output or out, source, args.weights)  # before the work: a mistake costs nothing
     start = time.perf_counter()
-    if args.quantize or args.calibrate:
+    if args.quantize or args.calibrate or args.quantize_all:
         from netc.int8 import compile_quantized
 
-        graph = compile_quantized(source, out, _options(args), args.quantize, args.calibrate)
+        graph = compile_quantized(source, out, _options(args), args.quantize, args.calibrate, args.quantize_all)
     else:
         graph = api.compile_to_file(source, out, _options(args))
     ms = (time.perf_counter() - start) * 1e3

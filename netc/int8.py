@@ -19,22 +19,23 @@ RANDOM_BATCH = 32  # rows per random draw: enough for a top-1 agreement figure p
 
 
 def compile_quantized(source: Path, out: Path, options: api.CompileOptions, mode: str | None,
-                      calibrate: str | None) -> Graph:
-    """Compile the f32 model to a temporary file, quantize it into `out` (atomically)."""
+                      calibrate: str | None, quantize_all: bool = False) -> Graph:
+    """Compile the f32 model to a temporary file, quantize it into `out` (atomically);
+    the output layers stay f32 unless `quantize_all`."""
     if mode is None:
-        raise NetcInputError("--calibrate needs --quantize static")
+        raise NetcInputError("--calibrate needs --quantize static" if calibrate
+                             else "--quantize-all needs --quantize dynamic or --quantize static")
     calibration = read_npz(calibrate, "calibration file") if calibrate else None
     with tempfile.TemporaryDirectory(prefix="netc-f32-") as tmp:
         f32 = Path(tmp) / "f32.onnx"
         graph = api.compile_to_file(source, f32, options)
         with atomic_path(out) as target:
-            quantize_file(f32, target, mode, calibration)
+            quantize_file(f32, target, mode, calibration, quantize_all=quantize_all)
     return graph
 
 
 def verify_against_f32(source: Path, options: api.CompileOptions, quantized: str | None, data: str | None,
                        seeds: int) -> int:
-    from netc.runtime.inputs import random_inputs, specs_from_session
     from netc.runtime.session import make_session
 
     if quantized is None:
@@ -49,8 +50,7 @@ def verify_against_f32(source: Path, options: api.CompileOptions, quantized: str
         arrays = read_npz(data, "data file")
         feeds: Iterator[dict[str, np.ndarray]] = _batches(arrays, [i.name for i in f32.get_inputs()])
     else:
-        specs = specs_from_session(f32)
-        feeds = (random_inputs(specs, seed, default=RANDOM_BATCH) for seed in range(seeds))
+        feeds = random_feeds(compiled.graph, f32, seeds)
     report = compare_sessions(f32, quant, feeds, compiled.graph.name)
     print(format_report(report, quantized))
     if not report.ok:
@@ -58,6 +58,22 @@ def verify_against_f32(source: Path, options: api.CompileOptions, quantized: str
                               ["static quantization: calibrate on more representative data",
                                "or use --quantize dynamic"])
     return 0
+
+
+def random_feeds(graph: Graph, session, seeds: int) -> Iterator[dict[str, np.ndarray]]:
+    """One random draw of batch RANDOM_BATCH per seed for `session`'s inputs. Integer inputs
+    draw values in range of the ops using them (word ids below an embedding's vocabulary
+    size), as `netc verify`'s own random inputs do."""
+    from netc.runtime.inputs import (
+        integer_bounds,
+        integer_lows,
+        random_inputs,
+        specs_from_session,
+        with_bounds,
+    )
+
+    specs = with_bounds(specs_from_session(session), integer_bounds(graph), integer_lows(graph))
+    return (random_inputs(specs, seed, default=RANDOM_BATCH) for seed in range(seeds))
 
 
 def _batches(arrays: dict[str, np.ndarray], names: list[str], batch: int = 32) -> Iterator[dict[str, np.ndarray]]:

@@ -9,6 +9,12 @@
   each model input, an array whose axis 0 is the batch; it is fed in batches of
   `calibration_batch`. Suits convolutional networks.
 
+By default the layer that computes each output (a classifier's last dense layer: the
+MatMul, Gemm or Conv that an output is read from through a softmax, bias, reshape...)
+stays f32, as is usual practice for int8 models: it holds few of the weights, and
+quantizing it adds error right where the classes are decided (measured, with its cost in
+time, in benchmarks/README.md). `quantize_all=True` (`--quantize-all`) quantizes it too.
+
 Imported only by `netc compile --quantize` and `netc verify --against-f32`: compiling an
 f32 model never loads onnxruntime.
 """
@@ -71,9 +77,43 @@ class NpzCalibrationReader:
         self._it = None
 
 
+# Ops between an output and the layer that computes it: an activation, a bias, a change of
+# layout. `output_layers` walks back through them.
+_PASS_THROUGH = frozenset({"Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Relu", "Add", "Reshape", "Transpose",
+                           "Identity", "Flatten", "Squeeze", "Unsqueeze", "Cast"})
+_LAYERS = frozenset({"MatMul", "Gemm", "Conv"})
+
+
+def output_layers(model) -> list[str]:
+    """Names of the nodes that compute the graph's outputs: for each output, the first
+    MatMul/Gemm/Conv with a constant weight reached backwards through `_PASS_THROUGH` ops
+    (an Add's constant operand is its bias: the walk follows the other one; an Add of two
+    activations, a residual sum, has no one layer behind it and ends the walk)."""
+    graph = model.graph
+    consts = {i.name for i in graph.initializer}
+    consts |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    producer = {o: n for n in graph.node for o in n.output}
+    found: list[str] = []
+    for out in graph.output:
+        name = out.name
+        while name in producer:
+            node = producer[name]
+            if node.op_type in _LAYERS:
+                if len(node.input) > 1 and node.input[1] in consts and node.name and node.name not in found:
+                    found.append(node.name)
+                break
+            variable = [i for i in node.input if i and i not in consts]
+            if node.op_type not in _PASS_THROUGH or not variable or (node.op_type == "Add" and len(variable) > 1):
+                break
+            name = variable[0]
+    return found
+
+
 def quantize_file(f32_path: str | Path, out_path: str | Path, mode: str,
-                  calibration: Mapping[str, np.ndarray] | None = None, calibration_batch: int = 8) -> None:
-    """Quantize the model at `f32_path` into `out_path` (both ONNX files)."""
+                  calibration: Mapping[str, np.ndarray] | None = None, calibration_batch: int = 8,
+                  quantize_all: bool = False) -> None:
+    """Quantize the model at `f32_path` into `out_path` (both ONNX files); the output
+    layers stay f32 unless `quantize_all`."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -98,17 +138,22 @@ def quantize_file(f32_path: str | Path, out_path: str | Path, mode: str,
         # initializers, which is all the quantizer quantizes.
         prepared = os.path.join(tmp, "prepared.onnx")
         quant_pre_process(str(f32_path), prepared, skip_symbolic_shape=True)
-        if mode == "dynamic":
-            quantize_dynamic(prepared, str(out_path), weight_type=QuantType.QInt8)
-            return
         import onnx
 
-        names = [i.name for i in onnx.load(prepared, load_external_data=False).graph.input]
+        model = onnx.load(prepared, load_external_data=False)
+        exclude = [] if quantize_all else output_layers(model)
+        if mode == "dynamic":
+            # quantize_dynamic rewrites a Gemm as MatMul + Add first, the MatMul named
+            # after the Gemm with "_MatMul" appended: exclude that name too.
+            exclude += [f"{n}_MatMul" for n in exclude]
+            quantize_dynamic(prepared, str(out_path), weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
+            return
+        names = [i.name for i in model.graph.input]
         reader = NpzCalibrationReader(calibration, names, calibration_batch)
         CalibrationDataReader.register(NpzCalibrationReader)
         quantize_static(prepared, str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        extra_options={"CalibTensorRangeSymmetric": False})
+                        nodes_to_exclude=exclude, extra_options={"CalibTensorRangeSymmetric": False})
 
 
 @contextlib.contextmanager
