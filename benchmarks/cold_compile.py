@@ -9,6 +9,8 @@ time, after one untimed run of each):
 - **netc**: `python -m netc compile examples/<model>.net -o <tmp>.onnx`, the whole
   process: interpreter start, imports, parsing, checking, drawing the seeded weights,
   lowering and writing the file. Its peak resident memory is recorded too.
+- **netc check**: the same without the weights (`python -m netc check`): the difference
+  is what producing and writing the parameters costs.
 - **torch dynamo**: a fresh process that imports torch, builds the same architecture
   (`benchmarks/torch_models.py`) and calls `torch.onnx.export(..., dynamo=True)` with a
   dynamic batch axis. Two times are kept: the export call alone (what the ratio uses:
@@ -89,7 +91,10 @@ def main() -> None:
         for model in args.models.split(","):
             netc_cmd = [sys.executable, "-m", "netc", "compile", str(ROOT / "examples" / MODELS[model]),
                         "-o", f"{tmp}/{model}.netc.onnx"]
-            commands = {"netc": netc_cmd}
+            # `netc check` does all but the weights (start, imports, parse, elaborate): what
+            # compile adds to it is drawing, lowering and writing the parameters.
+            commands = {"netc": netc_cmd, "check": [sys.executable, "-m", "netc", "check",
+                                                    str(ROOT / "examples" / MODELS[model])]}
             if not args.no_torch:
                 commands["dynamo"] = [sys.executable, __file__, "--export-child", model, f"{tmp}/{model}.dynamo.onnx"]
             runs = interleave_processes(commands, args.rounds)
@@ -99,6 +104,8 @@ def main() -> None:
                       target="<= 0.6" if model == "resnet50" else "",
                       verdict=("PASS" if e.high <= 0.6 else "FAIL" if e.low > 0.6 else "TIE")
                       if model == "resnet50" else "", min=min(netc_s), samples=netc_s)
+            check_s = [r.seconds for r in runs["check"]]
+            bench.time_row(model, "netc check, whole process (no weights)", check_s, 1.0, "s", samples=check_s)
             size = Path(f"{tmp}/{model}.netc.onnx").stat().st_size
             rss = [r.max_rss_bytes / size for r in runs["netc"]]
             e = Estimate.of(rss)
