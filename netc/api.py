@@ -33,7 +33,7 @@ from netc.compiler.passes import PIPELINE
 from netc.compiler.program import Program, load_program
 from netc.dsl.errors import NetcInputError
 from netc.files import atomic_path, check_output_path
-from netc.model_writer import TensorSpec, write_model
+from netc.model_writer import TensorSpec, write_model, write_model_external
 
 if TYPE_CHECKING:  # the runtime (onnxruntime, the reference) loads only when a model runs
     from netc.runtime.bench import BenchResult
@@ -196,9 +196,11 @@ def compile_to_file(path: str | Path, output: str | Path, options: CompileOption
     return graph
 
 
-def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: Path) -> None:
+def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: Path,
+            data_name: str | None = None) -> None:
     """Write `model` (lowered without its parameters) to `out` with the parameters drawn
-    (or read from the weight file) one at a time."""
+    (or read from the weight file) one at a time; with `data_name`, the parameters go to
+    that file beside `out` as external data."""
     specs = [TensorSpec(p.name, tuple(p.shape), p.dtype.numpy) for p in graph.params]
     by_name = {p.name: p for p in graph.params}
     values = None
@@ -216,7 +218,11 @@ def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: 
         return _pieces(drawer(by_name[spec.name], options.seed), spec, buffers, pool)
 
     with ThreadPoolExecutor(1, thread_name_prefix="netc-draw") as pool, open(out, "wb") as f:
-        write_model(model, specs, draw, f)
+        if data_name is None:
+            write_model(model, specs, draw, f)
+            return
+        with open(out.parent / data_name, "wb") as data:
+            write_model_external(model, specs, draw, f, data, data_name)
 
 
 PIECE_BYTES = 8 * 2**20
@@ -440,6 +446,8 @@ def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: 
                 rtol: float | None = None, atol: float | None = None, per_op: bool = False,
                 provider: str = "cpu", source: str | None = None, **overrides: Any) -> VerifyReport:
     """Compile a network, then compare onnxruntime with the NumPy reference on random inputs."""
+    from netc.runtime.heap import return_large_blocks
+    from netc.runtime.saved_weights import SavedWeights
     from netc.runtime.verify import verify
 
     options = make_options(options, overrides)
@@ -456,25 +464,22 @@ def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: 
         with progress.stage("verify"):
             return verify(compiled.graph, compiled.params, compiled.model, seed_list, rtol, atol, per_op,
                           options.opset, provider, params_in_model=False)
-    # onnxruntime loads the model from a file the weights were streamed into, and runs every
-    # seed; only then are the weights drawn again for the reference: the process never holds
-    # the session's copy of the weights and its own at once.
-    weights = read_weight_file(options.weights) if options.weights else None
-    source_name = f"weight file {options.weights}" if options.weights else "weights"
-
-    def params() -> dict[str, np.ndarray]:
-        return materialise(graph, options.seed, weights, source_name, cast=options.cast_weights)
-
+    # The weights are streamed into a data file beside the model (never all in memory);
+    # onnxruntime loads the model from there and runs every seed, and only after its session
+    # is gone does the reference run, reading each weight from that file just before the
+    # first op that needs it (runtime/saved_weights.py). Freed memory goes back to the
+    # system at once (runtime/heap.py), so the peak is the session's, not the sum.
     with progress.stage("lower"):
         model = lower_graph(graph, {}, options.opset, _metadata(path, graph, options), seed=options.seed,
                             include_params=False)
+    return_large_blocks()
     with tempfile.TemporaryDirectory(prefix="netc-verify-") as tmp:
         model_file = Path(tmp, "model.onnx")
         with progress.stage("weights"):
-            _stream(graph, model, options, model_file)
+            _stream(graph, model, options, model_file, data_name="model.data")
         with progress.stage("verify"):
-            return verify(graph, params, model, seed_list, rtol, atol, per_op, options.opset, provider,
-                          params_in_model=False, model_file=model_file)
+            return verify(graph, SavedWeights(model_file), model, seed_list, rtol, atol, per_op, options.opset,
+                          provider, params_in_model=False, model_file=model_file)
 
 
 def _check_opset(options: CompileOptions) -> None:

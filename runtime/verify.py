@@ -23,6 +23,7 @@ from netc.compiler.ops import REGISTRY
 from netc.dsl.errors import NetcVerifyError, first_line
 from netc.runtime.input_values import value_rules
 from netc.runtime.inputs import check_inputs, graph_specs, random_inputs
+from netc.runtime.lean_session import make_lean_session
 from netc.runtime.reference import run_graph
 from netc.runtime.run import run_session, short_dtype
 from netc.runtime.session import make_session
@@ -169,8 +170,8 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray] | Callable[[], Mapping
                                   f"{first_line(err)}", graph.span) from None
     specs = graph_specs(graph)
     random = random_values(graph)
-    if model_file is not None:
-        session = make_session(model_file, provider)
+    if model_file is not None:  # a large model's session is built in two steps (lean_session)
+        session = make_lean_session(model_file, provider, sum(p.size * p.dtype.numpy.itemsize for p in graph.params))
     else:
         params = params() if callable(params) else params
         session = make_session(model, provider, initializers=None if params_in_model else params)
