@@ -446,7 +446,6 @@ def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: 
                 rtol: float | None = None, atol: float | None = None, per_op: bool = False,
                 provider: str = "cpu", source: str | None = None, **overrides: Any) -> VerifyReport:
     """Compile a network, then compare onnxruntime with the NumPy reference on random inputs."""
-    from netc.runtime.heap import return_large_blocks
     from netc.runtime.saved_weights import SavedWeights
     from netc.runtime.verify import verify
 
@@ -467,12 +466,10 @@ def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: 
     # The weights are streamed into a data file beside the model (never all in memory);
     # onnxruntime loads the model from there and runs every seed, and only after its session
     # is gone does the reference run, reading each weight from that file just before the
-    # first op that needs it (runtime/saved_weights.py). Freed memory goes back to the
-    # system at once (runtime/heap.py), so the peak is the session's, not the sum.
+    # first op that needs it (runtime/saved_weights.py).
     with progress.stage("lower"):
         model = lower_graph(graph, {}, options.opset, _metadata(path, graph, options), seed=options.seed,
                             include_params=False)
-    return_large_blocks()
     with tempfile.TemporaryDirectory(prefix="netc-verify-") as tmp:
         model_file = Path(tmp, "model.onnx")
         with progress.stage("weights"):

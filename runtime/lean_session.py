@@ -22,6 +22,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from netc.runtime.heap import large_blocks_returned
 from netc.runtime.session import Session, make_session
 
 # Weights smaller than this take the one-step path: the second session costs more time
@@ -35,23 +36,24 @@ _SAVE_EXTERNAL = {
 
 
 def make_lean_session(model_file: str | Path, provider: str, weight_bytes: int,
-                      min_bytes: int = LEAN_MIN_BYTES) -> Session:
+                      min_bytes: int | None = None) -> Session:
     """A session on `model_file` (saved, best with its weights as external data) as
     `make_session(model_file, provider)` makes it, built in two steps when it runs on the
-    CPU and its weights (`weight_bytes`) reach `min_bytes`."""
-    if provider != "cpu" or weight_bytes < min_bytes:
+    CPU and its weights (`weight_bytes`) reach `min_bytes` (default `LEAN_MIN_BYTES`)."""
+    if provider != "cpu" or weight_bytes < (LEAN_MIN_BYTES if min_bytes is None else min_bytes):
         return make_session(model_file, provider)
     workdir = tempfile.TemporaryDirectory(prefix="netc-session-")
     optimized = Path(workdir.name, "optimized.onnx")
-    first = make_session(model_file, provider, level=ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                         optimized_model_path=str(optimized), config=_SAVE_EXTERNAL)
-    min_sizes = first.min_sizes
-    del first
-    try:
-        session = make_session(optimized, provider)
-    except Exception:  # onnxruntime's own types; the one-step session reports it on the user's model
-        workdir.cleanup()
-        return make_session(model_file, provider)
+    with large_blocks_returned():  # freed temporaries go back to the system (runtime/heap.py)
+        first = make_session(model_file, provider, level=ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                             optimized_model_path=str(optimized), config=_SAVE_EXTERNAL)
+        min_sizes = first.min_sizes
+        del first
+        try:
+            session = make_session(optimized, provider)
+        except Exception:  # onnxruntime's own types; the one-step session reports it on the user's model
+            workdir.cleanup()
+            return make_session(model_file, provider)
     session.min_sizes = min_sizes or session.min_sizes
     # onnxruntime may read the external weights after the session is made: the folder is
     # removed with the session.
