@@ -159,8 +159,10 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray] | Callable[[], Mapping
     Without `params_in_model`, `model` was lowered without its parameters: onnxruntime reads
     them from `params` in place (no second copy of the weights), and the checker sees them
     as graph inputs. With `model_file` (the complete model, saved), onnxruntime loads that
-    instead, and `params` may be a function that makes them: it is called after the
-    session is gone, so the weights are never in memory twice."""
+    instead (in two steps when it is large: `lean_session`), and `params` may be a function
+    that makes them, called after the session is gone, or a mapping that reads each weight
+    when asked (`SavedWeights`): the reference looks each up just before its first reader
+    and drops it after its last, so the weights are never in memory twice."""
     if check_model and model.ByteSize() < 2**31 - 2**24:
         try:
             onnx.checker.check_model(model if params_in_model else _params_as_inputs(model, graph),

@@ -176,8 +176,8 @@ def test_verify_leaves_no_files(tmp_path: Path) -> None:
     source.write_text(CONV)
     env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
     (tmp_path / "tmp").mkdir()
-    code = ("import netc.runtime.lean_session as L\nL.LEAN_MIN_BYTES = 0\n"
-            "from netc.cli import main\nraise SystemExit(main(['verify', %r, '--seeds', '1']))\n" % str(source))
+    code = ("import netc.runtime.lean_session as L\nL.LEAN_MIN_BYTES = 0\n"  # the two-step session too
+            f"from netc.cli import main\nraise SystemExit(main(['verify', {str(source)!r}, '--seeds', '1']))\n")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "ok: 1/1 outputs" in done.stdout
