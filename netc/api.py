@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,7 @@ from netc.compiler.passes import PIPELINE
 from netc.compiler.program import Program, load_program
 from netc.dsl.errors import NetcInputError
 from netc.files import atomic_path, check_output_path
-from netc.model_writer import TensorSpec, write_model, write_model_external
+from netc.model_writer import TensorSpec, external_writer, write_model
 
 if TYPE_CHECKING:  # the runtime (onnxruntime, the reference) loads only when a model runs
     from netc.runtime.bench import BenchResult
@@ -197,10 +197,10 @@ def compile_to_file(path: str | Path, output: str | Path, options: CompileOption
 
 
 def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: Path,
-            data_name: str | None = None) -> None:
+            write: Callable[..., int] = write_model) -> None:
     """Write `model` (lowered without its parameters) to `out` with the parameters drawn
-    (or read from the weight file) one at a time; with `data_name`, the parameters go to
-    that file beside `out` as external data."""
+    (or read from the weight file) one at a time, by `write` (`write_model`'s signature:
+    `model_writer.external_writer` puts the parameters in a data file)."""
     specs = [TensorSpec(p.name, tuple(p.shape), p.dtype.numpy) for p in graph.params]
     by_name = {p.name: p for p in graph.params}
     values = None
@@ -218,11 +218,7 @@ def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: 
         return _pieces(drawer(by_name[spec.name], options.seed), spec, buffers, pool)
 
     with ThreadPoolExecutor(1, thread_name_prefix="netc-draw") as pool, open(out, "wb") as f:
-        if data_name is None:
-            write_model(model, specs, draw, f)
-            return
-        with open(out.parent / data_name, "wb") as data:
-            write_model_external(model, specs, draw, f, data, data_name)
+        write(model, specs, draw, f)
 
 
 PIECE_BYTES = 8 * 2**20
@@ -473,7 +469,7 @@ def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: 
     with tempfile.TemporaryDirectory(prefix="netc-verify-") as tmp:
         model_file = Path(tmp, "model.onnx")
         with progress.stage("weights"):
-            _stream(graph, model, options, model_file, data_name="model.data")
+            _stream(graph, model, options, model_file, external_writer(Path(tmp, "model.data")))
         with progress.stage("verify"):
             return verify(graph, SavedWeights(model_file), model, seed_list, rtol, atol, per_op, options.opset,
                           provider, params_in_model=False, model_file=model_file)

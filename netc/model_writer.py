@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -117,6 +118,19 @@ def write_model_external(model: onnx.ModelProto, params: Sequence[TensorSpec],
         put(bytes(offset - written))  # padding up to the aligned offset
         _write_values(put, spec, value_of(spec))
     return written
+
+
+def external_writer(data_path: str | Path) -> Callable[..., int]:
+    """A function like `write_model` that puts the parameters in `data_path` (a file beside
+    the model) as external data."""
+    data_path = Path(data_path)
+
+    def write(model: onnx.ModelProto, params: Sequence[TensorSpec],
+              value_of: Callable[[TensorSpec], np.ndarray | Iterable[np.ndarray]], f: BinaryIO) -> int:
+        with open(data_path, "wb") as data:
+            return write_model_external(model, params, value_of, f, data, data_path.name)
+
+    return write
 
 
 def _write_values(put: Callable[[memoryview], None], spec: TensorSpec,

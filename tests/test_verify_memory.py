@@ -17,6 +17,7 @@ import pytest
 
 import netc
 from netc import api
+from netc.model_writer import external_writer
 from netc.runtime.inputs import graph_specs, random_inputs
 from netc.runtime.lean_session import make_lean_session
 from netc.runtime.reference import run_graph
@@ -57,7 +58,7 @@ def _stream_external(compiled: netc.Compiled, source: Path, out: Path) -> None:
     options = api.make_options(None, {})
     model = api.lower_graph(compiled.graph, {}, options.opset, api._metadata(source, compiled.graph, options),
                             seed=options.seed, include_params=False)
-    api._stream(compiled.graph, model, options, out, data_name="model.data")
+    api._stream(compiled.graph, model, options, out, external_writer(out.parent / "model.data"))
 
 
 def test_first_and_last_uses_of_a_residual(tmp_path: Path) -> None:
