@@ -44,19 +44,24 @@ def make_lean_session(model_file: str | Path, provider: str, weight_bytes: int,
         return make_session(model_file, provider)
     workdir = tempfile.TemporaryDirectory(prefix="netc-session-")
     optimized = Path(workdir.name, "optimized.onnx")
-    with large_blocks_returned():  # freed temporaries go back to the system (runtime/heap.py)
-        first = make_session(model_file, provider, level=ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                             optimized_model_path=str(optimized), config=_SAVE_EXTERNAL)
-        min_sizes = first.min_sizes
-        del first
-        try:
-            session = make_session(optimized, provider)
-        except Exception:  # onnxruntime's own types; the one-step session reports it on the user's model
-            workdir.cleanup()
-            return make_session(model_file, provider)
+    try:
+        with large_blocks_returned():  # freed temporaries go back to the system (runtime/heap.py)
+            first = make_session(model_file, provider, level=ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                 optimized_model_path=str(optimized), config=_SAVE_EXTERNAL)
+            min_sizes = first.min_sizes
+            del first
+            try:
+                session = make_session(optimized, provider)
+            except Exception:  # onnxruntime's own types: the one-step session below says it of the user's model
+                session = None
+    except BaseException:
+        workdir.cleanup()
+        raise
+    if session is None:
+        workdir.cleanup()
+        return make_session(model_file, provider)
     session.min_sizes = min_sizes or session.min_sizes
     # onnxruntime may read the external weights after the session is made: the folder is
     # removed with the session.
     session.shared = (*session.shared, workdir)
     return session
-
