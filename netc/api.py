@@ -197,9 +197,9 @@ def compile_to_file(path: str | Path, output: str | Path, options: CompileOption
 
 
 def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: Path,
-            write: Callable[..., int] = write_model) -> None:
+            write: Callable[..., int] | None = None) -> None:
     """Write `model` (lowered without its parameters) to `out` with the parameters drawn
-    (or read from the weight file) one at a time, by `write` (`write_model`'s signature:
+    (or read from the weight file) one at a time, by `write` (default `write_model`;
     `model_writer.external_writer` puts the parameters in a data file)."""
     specs = [TensorSpec(p.name, tuple(p.shape), p.dtype.numpy) for p in graph.params]
     by_name = {p.name: p for p in graph.params}
@@ -218,7 +218,7 @@ def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: 
         return _pieces(drawer(by_name[spec.name], options.seed), spec, buffers, pool)
 
     with ThreadPoolExecutor(1, thread_name_prefix="netc-draw") as pool, open(out, "wb") as f:
-        write(model, specs, draw, f)
+        (write or write_model)(model, specs, draw, f)
 
 
 PIECE_BYTES = 8 * 2**20
