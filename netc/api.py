@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ from netc.compiler.program import Program, load_program
 from netc.draw_ahead import DrawAhead
 from netc.dsl.errors import NetcInputError
 from netc.files import atomic_path, check_output_path
-from netc.model_writer import TensorSpec, write_model
+from netc.model_writer import TensorSpec, external_writer, write_model
 
 if TYPE_CHECKING:  # the runtime (onnxruntime, the reference) loads only when a model runs
     from netc.runtime.bench import BenchResult
@@ -196,22 +196,24 @@ def compile_to_file(path: str | Path, output: str | Path, options: CompileOption
     return graph
 
 
-def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: Path) -> None:
+def _stream(graph: Graph, model: onnx.ModelProto, options: CompileOptions, out: Path,
+            write: Callable[..., int] | None = None) -> None:
     """Write `model` (lowered without its parameters) to `out` with the parameters drawn
-    (or read from the weight file) one at a time."""
+    (or read from the weight file) one at a time, by `write` (default `write_model`;
+    `model_writer.external_writer` puts the parameters in a data file)."""
     specs = [TensorSpec(p.name, tuple(p.shape), p.dtype.numpy) for p in graph.params]
     by_name = {p.name: p for p in graph.params}
     if options.weights:  # checked as a whole before anything is written
         values = _materialise(graph, options)
         with open(out, "wb") as f:
-            write_model(model, specs, lambda spec: values.pop(spec.name), f)  # each freed once written
+            (write or write_model)(model, specs, lambda spec: values.pop(spec.name), f)  # each freed once written
         return
-    # Generated weights are drawn ahead by a worker thread, piece by piece across all the
+    # Generated weights are drawn ahead by worker threads, piece by piece across all the
     # parameters, while the pieces before are written (netc.draw_ahead): drawing and writing
     # overlap, and the memory they take is a few pieces, whatever the size of the model.
     with DrawAhead(specs, lambda spec: drawer(by_name[spec.name], options.seed), PIECE_BYTES) as ahead, \
             open(out, "wb") as f:
-        write_model(model, specs, ahead.pieces, f)
+        (write or write_model)(model, specs, ahead.pieces, f)
 
 
 PIECE_BYTES = 4 * 2**20
@@ -416,6 +418,7 @@ def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: 
                 rtol: float | None = None, atol: float | None = None, per_op: bool = False,
                 provider: str = "cpu", source: str | None = None, **overrides: Any) -> VerifyReport:
     """Compile a network, then compare onnxruntime with the NumPy reference on random inputs."""
+    from netc.runtime.saved_weights import SavedWeights
     from netc.runtime.verify import verify
 
     options = make_options(options, overrides)
@@ -432,25 +435,20 @@ def verify_file(path: str | Path, options: CompileOptions | None = None, seeds: 
         with progress.stage("verify"):
             return verify(compiled.graph, compiled.params, compiled.model, seed_list, rtol, atol, per_op,
                           options.opset, provider, params_in_model=False)
-    # onnxruntime loads the model from a file the weights were streamed into, and runs every
-    # seed; only then are the weights drawn again for the reference: the process never holds
-    # the session's copy of the weights and its own at once.
-    weights = read_weight_file(options.weights) if options.weights else None
-    source_name = f"weight file {options.weights}" if options.weights else "weights"
-
-    def params() -> dict[str, np.ndarray]:
-        return materialise(graph, options.seed, weights, source_name, cast=options.cast_weights)
-
+    # The weights are streamed into a data file beside the model (never all in memory);
+    # onnxruntime loads the model from there and runs every seed, and only after its session
+    # is gone does the reference run, reading each weight from that file just before the
+    # first op that needs it (runtime/saved_weights.py).
     with progress.stage("lower"):
         model = lower_graph(graph, {}, options.opset, _metadata(path, graph, options), seed=options.seed,
                             include_params=False)
     with tempfile.TemporaryDirectory(prefix="netc-verify-") as tmp:
         model_file = Path(tmp, "model.onnx")
         with progress.stage("weights"):
-            _stream(graph, model, options, model_file)
+            _stream(graph, model, options, model_file, external_writer(Path(tmp, "model.data")))
         with progress.stage("verify"):
-            return verify(graph, params, model, seed_list, rtol, atol, per_op, options.opset, provider,
-                          params_in_model=False, model_file=model_file)
+            return verify(graph, SavedWeights(model_file), model, seed_list, rtol, atol, per_op, options.opset,
+                          provider, params_in_model=False, model_file=model_file)
 
 
 def _check_opset(options: CompileOptions) -> None:

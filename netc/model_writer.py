@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -69,22 +70,83 @@ def write_model(model: onnx.ModelProto, params: Sequence[TensorSpec],
     put(g_before)
     for header, spec in zip(headers, params):
         put(header)
-        values = value_of(spec)
-        if isinstance(values, np.ndarray):
-            array = _little_endian(values, spec)
-            put(memoryview(array).cast("B"))
-            del array, values
-            continue
-        done = 0
-        for piece in values:
-            piece = _little_endian_piece(piece, spec)
-            put(memoryview(piece).cast("B"))
-            done += piece.nbytes
-        if done != spec.nbytes:
-            raise ValueError(f"parameter {spec.name}: got {done} bytes, declared {spec.nbytes}")
+        _write_values(put, spec, value_of(spec))
     put(g_rest)
     put(m_after)
     return written
+
+
+def write_model_external(model: onnx.ModelProto, params: Sequence[TensorSpec],
+                         value_of: Callable[[TensorSpec], np.ndarray | Iterable[np.ndarray]], f: BinaryIO,
+                         data: BinaryIO, location: str, align: int = 4096) -> int:
+    """Write `model` with `params` as its first initializers, their bytes in `data` (ONNX
+    external data: `location` is the data file's name relative to the model's folder), each
+    at an offset that is a multiple of `align`. `value_of` is called as by `write_model`.
+    onnxruntime then reads each weight from the data file when it needs it, instead of
+    holding the whole serialised model in memory while it builds the session.
+    Returns the number of bytes written to `data`."""
+    offsets = []
+    end = 0
+    for spec in params:
+        offset = -(-end // align) * align
+        offsets.append(offset)
+        end = offset + spec.nbytes
+    out = onnx.ModelProto()
+    out.CopyFrom(model)  # cheap: the parameters are not in it
+    own = list(out.graph.initializer)
+    out.graph.ClearField("initializer")
+    for spec, offset in zip(params, offsets):
+        tensor = out.graph.initializer.add()
+        tensor.name = spec.name
+        tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(spec.dtype))
+        tensor.dims.extend(spec.shape)
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", location), ("offset", str(offset)), ("length", str(spec.nbytes))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+    out.graph.initializer.extend(own)
+    f.write(out.SerializeToString())
+    del out, own
+    written = 0
+
+    def put(chunk: bytes | memoryview) -> None:
+        nonlocal written
+        data.write(chunk)
+        written += len(chunk)
+
+    for spec, offset in zip(params, offsets):
+        put(bytes(offset - written))  # padding up to the aligned offset
+        _write_values(put, spec, value_of(spec))
+    return written
+
+
+def external_writer(data_path: str | Path) -> Callable[..., int]:
+    """A function like `write_model` that puts the parameters in `data_path` (a file beside
+    the model) as external data."""
+    data_path = Path(data_path)
+
+    def write(model: onnx.ModelProto, params: Sequence[TensorSpec],
+              value_of: Callable[[TensorSpec], np.ndarray | Iterable[np.ndarray]], f: BinaryIO) -> int:
+        with open(data_path, "wb") as data:
+            return write_model_external(model, params, value_of, f, data, data_path.name)
+
+    return write
+
+
+def _write_values(put: Callable[[memoryview], None], spec: TensorSpec,
+                  values: np.ndarray | Iterable[np.ndarray]) -> None:
+    """Write one parameter's bytes, given whole or piece by piece, checking their size."""
+    if isinstance(values, np.ndarray):
+        array = _little_endian(values, spec)
+        put(memoryview(array).cast("B"))
+        return
+    done = 0
+    for piece in values:
+        piece = _little_endian_piece(piece, spec)
+        put(memoryview(piece).cast("B"))
+        done += piece.nbytes
+    if done != spec.nbytes:
+        raise ValueError(f"parameter {spec.name}: got {done} bytes, declared {spec.nbytes}")
 
 
 def _tensor_header(spec: TensorSpec) -> bytes:

@@ -43,11 +43,14 @@ def available_providers() -> list[str]:
 
 def make_session(model: onnx.ModelProto | str | Path, provider: str = "cpu", threads: int = 0,
                  optimized_model_path: str | None = None, warn=None,
-                 initializers: Mapping[str, np.ndarray] | None = None) -> Session:
+                 initializers: Mapping[str, np.ndarray] | None = None,
+                 level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                 config: Mapping[str, str] | None = None) -> Session:
     """A session on `provider`; asking for CUDA where it is missing falls back to CPU and says so.
 
     `initializers` are tensors the model reads but does not hold (a model lowered without
-    its parameters): the session uses the arrays' memory, without a copy."""
+    its parameters): the session uses the arrays' memory, without a copy. `level` is the
+    graph optimization level and `config` extra session configuration entries."""
     if provider not in PROVIDERS:
         raise NetcInputError(f"unknown provider '{provider}'; choose " + " or ".join(PROVIDERS))
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
@@ -56,7 +59,9 @@ def make_session(model: onnx.ModelProto | str | Path, provider: str = "cpu", thr
         warn("netc: note: the CUDA provider is not available in this onnxruntime; running on CPU")
         used = "cpu"
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = level
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     options.log_severity_level = 4  # fatal only: netc reports failures itself, without ANSI noise
     if threads:
         options.intra_op_num_threads = threads

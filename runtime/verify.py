@@ -23,6 +23,7 @@ from netc.compiler.ops import REGISTRY
 from netc.dsl.errors import NetcVerifyError, first_line
 from netc.runtime.input_values import value_rules
 from netc.runtime.inputs import check_inputs, graph_specs, random_inputs
+from netc.runtime.lean_session import make_lean_session
 from netc.runtime.reference import run_graph
 from netc.runtime.run import run_session, short_dtype
 from netc.runtime.session import make_session
@@ -158,8 +159,10 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray] | Callable[[], Mapping
     Without `params_in_model`, `model` was lowered without its parameters: onnxruntime reads
     them from `params` in place (no second copy of the weights), and the checker sees them
     as graph inputs. With `model_file` (the complete model, saved), onnxruntime loads that
-    instead, and `params` may be a function that makes them: it is called after the
-    session is gone, so the weights are never in memory twice."""
+    instead (in two steps when it is large: `lean_session`), and `params` may be a function
+    that makes them, called after the session is gone, or a mapping that reads each weight
+    when asked (`SavedWeights`): the reference looks each up just before its first reader
+    and drops it after its last, so the weights are never in memory twice."""
     if check_model and model.ByteSize() < 2**31 - 2**24:
         try:
             onnx.checker.check_model(model if params_in_model else _params_as_inputs(model, graph),
@@ -169,8 +172,8 @@ def verify(graph: Graph, params: Mapping[str, np.ndarray] | Callable[[], Mapping
                                   f"{first_line(err)}", graph.span) from None
     specs = graph_specs(graph)
     random = random_values(graph)
-    if model_file is not None:
-        session = make_session(model_file, provider)
+    if model_file is not None:  # a large model's session is built in two steps (lean_session)
+        session = make_lean_session(model_file, provider, sum(p.size * p.dtype.numpy.itemsize for p in graph.params))
     else:
         params = params() if callable(params) else params
         session = make_session(model, provider, initializers=None if params_in_model else params)

@@ -104,32 +104,45 @@ def _run_graph(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[s
     values: dict[int, np.ndarray] = {}
     for v in graph.inputs:
         values[id(v)] = inputs[v.name]
-    for name, v in graph.param_values.items():
-        values[id(v)] = params[name]
-    # Without `record`, an intermediate is dropped after the last op that reads it, so the
-    # peak is the live activations, not all of them (a region op lists what its body reads
-    # among its inputs, so top-level uses are complete).
-    run_ops(graph.ops, values, env, on_op, None if record is not None else _last_uses(graph))
     if record is not None:
+        for name, v in graph.param_values.items():
+            values[id(v)] = params[name]
+        run_ops(graph.ops, values, env, on_op)
         record.update(values)
-    return {name: values[id(v)] for name, v in graph.outputs.items()}
+        return {name: values[id(v)] for name, v in graph.outputs.items()}
+    # Without `record`, a parameter is looked up just before the first op that reads it, and
+    # it and every intermediate are dropped after the last op that reads them, so the peak
+    # is the live activations and weights, not all of them (`params` may read each weight
+    # from a file when asked). A region op lists what its body reads among its inputs, so
+    # top-level uses are complete.
+    first, release = _first_and_last_uses(graph)
+    names = {id(v): name for name, v in graph.param_values.items()}
+    acquire = {i: [(key, names[key]) for key in keys if key in names] for i, keys in first.items()}
+    run_ops(graph.ops, values, env, on_op, release, acquire, params)
+    return {name: values[id(v)] if id(v) in values else params[names[id(v)]]  # an output that is a parameter
+            for name, v in graph.outputs.items()}
 
 
-def _last_uses(graph: Graph) -> dict[int, list[int]]:
-    """Op index -> ids of the op results whose last reader is that op."""
+def _first_and_last_uses(graph: Graph) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """Op index -> ids of the values that op is the first to read; op index -> ids of the
+    op results and parameters whose last reader is that op (graph outputs are kept)."""
     keep = {id(v) for v in graph.outputs.values()}
+    params = {id(v) for v in graph.param_values.values()}
+    first: dict[int, list[int]] = {}
     last: dict[int, int] = {}
     produced: set[int] = set()
     for i, op in enumerate(graph.ops):
         for v in op.inputs:
             if v is not None:
+                if id(v) not in last:
+                    first.setdefault(i, []).append(id(v))
                 last[id(v)] = i
         produced.update(id(v) for v in op.outputs)
     release: dict[int, list[int]] = {}
     for key, i in last.items():
-        if key in produced and key not in keep:
+        if (key in produced or key in params) and key not in keep:
             release.setdefault(i, []).append(key)
-    return release
+    return first, release
 
 
 def run_region(region: Graph, inputs: Sequence[np.ndarray], captured: Mapping[int, np.ndarray],
@@ -145,10 +158,15 @@ def run_region(region: Graph, inputs: Sequence[np.ndarray], captured: Mapping[in
 
 def run_ops(ops, values: dict[int, np.ndarray], env: Mapping[str, int],
             on_op: Callable[[Any], None] | None = None,
-            release: Mapping[int, list[int]] | None = None) -> None:
-    """Run `ops` in order on `values`; `on_op(op)` after each (progress), and the values
-    `release[i]` dropped after op `i` (their last reader)."""
+            release: Mapping[int, list[int]] | None = None,
+            acquire: Mapping[int, list[tuple[int, str]]] | None = None,
+            params: Mapping[str, np.ndarray] | None = None) -> None:
+    """Run `ops` in order on `values`; `on_op(op)` after each (progress), the parameters
+    `acquire[i]` ((id, name) pairs) taken from `params` before op `i` (their first reader),
+    and the values `release[i]` dropped after op `i` (their last reader)."""
     for i, op in enumerate(ops):
+        for key, name in acquire.get(i, ()) if acquire else ():
+            values[key] = params[name]
         entry = REFERENCE[op.kind]
         args = [None if v is None else values[id(v)] for v in op.inputs]
         attrs = {k: _resolve(a, env) for k, a in op.attrs.items()}
