@@ -327,10 +327,11 @@ class Bench:
         values = [s * scale for s in seconds]
         return self.estimate_row(case, metric, values, unit, target, p90=percentile(values, 90), **extra)
 
-    def estimate_row(self, case: str, metric: str, samples: Sequence[float], unit: str = "",
+    def estimate_row(self, case: str, metric: str, values: Sequence[float], unit: str = "",
                      target: float | None = None, higher_is_better: bool = False, **extra: Any) -> Row:
-        """Median of `samples` with its bootstrap interval, judged against `target`."""
-        e = Estimate.of(samples)
+        """Median of `values` with its bootstrap interval, judged against `target`; `extra`
+        goes to the JSON row (e.g. `samples=`, the raw measurements)."""
+        e = Estimate.of(values)
         goal = "" if target is None else f"{'>=' if higher_is_better else '<='} {target:g}"
         v = "" if target is None else verdict(e, target, higher_is_better)
         low, high = (e.low, e.high) if e.n > 1 else (None, None)  # one sample: no interval to show

@@ -65,7 +65,8 @@ def test_rows_targets_and_single_samples() -> None:
     assert (fast.target, fast.verdict) == (">= 5", "PASS")
     slow = bench.time_row("c", "re-check ms", [0.4, 0.5, 0.45], target=300)  # seconds in, ms out
     assert slow.value == pytest.approx(450) and slow.verdict == "FAIL" and slow.extra["p90"] > slow.value
-    one = bench.time_row("c", "cold s", [1.5], scale=1, unit="s")
+    one = bench.time_row("c", "cold s", [1.5], scale=1, unit="s", samples=[1.5])  # raw values kept in the JSON
+    assert one.extra["samples"] == [1.5]
     assert one.low is None and one.high is None and one.cells()[2] == "1.5 s"
     text = harness.markdown([bench.to_json()])
     bench.row("c", "max |diff|", 1e-7)
