@@ -11,7 +11,7 @@ Models take batch-first input [N, T, d] (PyTorch's fast path needs batch_first=T
 `encoder(x, layers, heads, d_ff, batch_first=true)` in netc. Every model is made per shape
 with static N and T (the TorchScript trace of nn.MultiheadAttention bakes the batch size
 into its reshapes even with dynamic axes), so netc's `lowering="auto"` sees the real length. Every model
-carries the PyTorch weights (netc through netc.compiler.torch_names.import_torch_state_dict).
+carries the PyTorch weights (netc through netc.compiler.torch_import, as `netc weights import`).
 Before timing, each output must agree with eager PyTorch (rtol 1e-3, atol 1e-4 x the output
 scale: six layers of float32 sums in another order).
 
@@ -45,7 +45,7 @@ import onnx
 import torch
 
 import netc
-from netc.compiler.torch_names import import_torch_state_dict
+from netc.compiler.torch_import import import_state_dict
 
 
 def netc_source(args: argparse.Namespace, n: int | str = "N", t: int | str = "T") -> str:
@@ -62,8 +62,10 @@ def torch_module(args: argparse.Namespace) -> torch.nn.Module:
 def netc_weights(module: torch.nn.Module, args: argparse.Namespace) -> dict[str, np.ndarray]:
     graph = netc.compile_source(netc_source(args)).graph  # names and kinds only
     state = {k: v.detach().numpy() for k, v in module.state_dict().items()}
-    prefixes = {f"encoder0.encoder_layer{i}.": f"layers.{i}." for i in range(args.layers)}
-    return import_torch_state_dict(graph, state, prefixes)
+    result = import_state_dict(state, graph)
+    if result.unfilled or result.unmatched_torch:
+        raise SystemExit(f"the PyTorch encoder's weights do not fit netc's:\n{result.report()}")
+    return result.weights
 
 
 @contextlib.contextmanager

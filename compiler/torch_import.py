@@ -7,9 +7,12 @@ recurrent layer has `weight_ih_l0`, ...). netc's layers are the ops that own par
 in the order the network creates them. Each netc layer is paired with a module:
 
 1. a rule of the rules file (`NETC_LAYER = TORCH_MODULE`), when one names the layer;
-2. else the next unpaired module in PyTorch's creation order, when its tensors fit;
-3. else the only unpaired module anywhere whose tensors fit;
-4. else, of several that fit, the first in creation order.
+2. else the first unpaired module named like the layer (the last part of both names:
+   `self_attn` for `dec.self_attn` and `layers.0.self_attn`), when its tensors fit: a
+   creation order rebuilt from names cannot tell which of two such siblings came first;
+3. else the next unpaired module in PyTorch's creation order, when its tensors fit;
+4. else the only unpaired module anywhere whose tensors fit;
+5. else, of several that fit, the first in creation order.
 
 A safetensors file keeps no creation order (its names are sorted), so the order is
 rebuilt from the names: numbered siblings by number (`conv2` before `conv10`,
@@ -468,6 +471,13 @@ def _choose(layer: NetcLayer, free: list[TorchModule]) -> tuple[tuple[dict, Torc
     fits: list[tuple[dict, TorchModule]] = []
     entry = CONVERTERS.get(layer.kind)
     best: tuple[int, str] | None = None  # the most telling reason a module did not fit
+    leaf = layer.label.rpartition(".")[2]
+    for module in free:
+        if module.path.rpartition(".")[2] == leaf:
+            try:
+                return (_fit(layer, module), module), "name", ""
+            except Misfit:
+                break  # the first of that name does not fit: by order and shape instead
     for i, module in enumerate(free):
         try:
             values = _fit(layer, module)

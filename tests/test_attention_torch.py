@@ -1,7 +1,7 @@
 """netc's attention against PyTorch: nn.MultiheadAttention (weights loaded by name, 1:1),
 F.scaled_dot_product_attention, nn.TransformerEncoderLayer / nn.TransformerDecoderLayer
 (both norm placements) and a 2-layer nn.TransformerEncoder through the standard library
-(`import "std/transformer.net"`, names mapped by netc.compiler.torch_names). onnxruntime and
+(`import "std/transformer.net"`, names paired by netc.compiler.torch_import, as `netc weights import` does). onnxruntime and
 the NumPy reference must both reproduce PyTorch's outputs in float32."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 import netc
 from netc.compiler.lowering import lower_graph
-from netc.compiler.torch_names import import_torch_state_dict
+from netc.compiler.torch_import import import_state_dict
 from netc.runtime.reference import run_graph
 from netc.runtime.session import make_session
 from tests.conftest import check_onnx
@@ -194,6 +194,14 @@ def test_scaled_dot_product_attention_causal_via_mha_core():
 FF = 16
 
 
+def _import(graph, state):
+    """netc's values for every parameter of `graph` from a PyTorch state dict, paired by
+    structure (`netc weights import`): nothing may be left on either side."""
+    result = import_state_dict(state, graph)
+    assert not result.unfilled and not result.unmatched_torch, result.report()
+    return result.weights
+
+
 def _randomise_norms(module) -> None:
     with torch.no_grad():
         for name, p in module.named_parameters():
@@ -219,7 +227,7 @@ network Enc {{
   output y = encoder_layer(x, {H}, {FF}, norm_first={str(norm_first).lower()}, key_padding_mask=pad, name="layer")
 }}"""
     compiled = netc.compile_source(src)
-    params = import_torch_state_dict(compiled.graph, _state(layer), {"layer.": ""})
+    params = _import(compiled.graph, _state(layer))
     _, results = _run(src, params, {"x": x, "pad": pad})
     # padded positions of PyTorch's fast path are not defined to match: compare real ones
     y = _np(want)
@@ -248,7 +256,7 @@ network Dec {{
   output y = decoder_layer(x, mem, {H}, {FF}, norm_first={str(norm_first).lower()}, name="layer")
 }}"""
     compiled = netc.compile_source(src)
-    params = import_torch_state_dict(compiled.graph, _state(layer), {"layer.": ""})
+    params = _import(compiled.graph, _state(layer))
     _, results = _run(src, params, {"x": x, "mem": mem})
     _close(results, {"y": _np(want)})
 
@@ -267,8 +275,7 @@ network Enc {{
   output y = encoder(x, 2, {H}, {FF}, act=gelu, name="enc")
 }}"""
     compiled = netc.compile_source(src)
-    params = import_torch_state_dict(compiled.graph, _state(stack),
-                                     {"enc.encoder_layer0.": "layers.0.", "enc.encoder_layer1.": "layers.1."})
+    params = _import(compiled.graph, _state(stack))
     _, results = _run(src, params, {"x": x})
     _close(results, {"y": _np(want)})
 
@@ -286,15 +293,10 @@ def test_transformer_encoder_example_parameter_count():
     assert sum(p.size for p in graph.params) == encoder + 32000 * 512 == 35_298_304
     # and every encoder parameter has its PyTorch counterpart, by name and shape
     compiled_names = {p.name: p.shape for p in graph.params if p.name.startswith("encoder0.")}
-    from netc.compiler.torch_names import torch_name
-
-    kinds = {v.name: op.kind for op in graph.walk() for v in op.inputs if v is not None and v.param is not None}
-    torch_shapes = {k: tuple(v.shape) for k, v in stack.state_dict().items()}
-    prefixes = {f"encoder0.encoder_layer{i}.": f"layers.{i}." for i in range(6)}
-    for name, shape in compiled_names.items():
-        tname, transposed = torch_name(name, kinds[name], prefixes)
-        assert torch_shapes[tname] == (shape[::-1] if transposed else shape), name
-    assert len(compiled_names) == len(torch_shapes)
+    result = import_state_dict({k: v.numpy() for k, v in stack.state_dict().items()}, graph)
+    assert not result.unmatched_torch, result.report()
+    assert result.unfilled == ["embed0"], result.report()  # the embedding is not in the stack
+    assert {k: v.shape for k, v in result.weights.items()} == compiled_names
 
 
 def test_multihead_attention_state_dict_loads_with_weights_file(tmp_path):

@@ -240,3 +240,19 @@ def test_transformer_encoder_from_pytorch_matches(tmp_path: Path, capsys) -> Non
         want = stack(torch.from_numpy(x)).numpy()
     got = netc.run(netc.compile_file(net, weights=tmp_path / "w.npz"), {"x": x})["y"]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_module_named_like_the_layer_comes_first() -> None:
+    # An order rebuilt from sorted names puts `multihead_attn` before `self_attn`; both fit
+    # either attention layer, so the names decide (nn.TransformerDecoderLayer's state dict).
+    layer = torch.nn.TransformerDecoderLayer(16, 2, 32)
+    source = ('import "std/transformer.net"\nnetwork Dec {\n  input x: f32[T, N, 16]\n'
+              '  input mem: f32[S, N, 16]\n  output y = decoder_layer(x, mem, 2, 32, name="dec")\n}\n')
+    graph = netc.compile_source(source).graph
+    state = {k: v.numpy() for k, v in sorted(layer.state_dict().items())}  # as a safetensors file keeps it
+    result = import_state_dict(state, graph)
+    pairs = {p.layer: (p.module, p.how) for p in result.pairings}
+    assert pairs["dec.self_attn"] == ("self_attn", "name")
+    assert pairs["dec.multihead_attn"] == ("multihead_attn", "name")
+    np.testing.assert_array_equal(result.weights["dec.self_attn.in_proj_weight"], state["self_attn.in_proj_weight"])
+    assert not result.unfilled and not result.unmatched_torch
