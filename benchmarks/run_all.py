@@ -1,6 +1,6 @@
 """Run every benchmark and regenerate the results table of benchmarks/README.md.
 
-    python benchmarks/run_all.py            # every benchmark, about 11 minutes on 2 cores
+    python benchmarks/run_all.py            # every benchmark, about 9 minutes on 2 cores (515 s measured)
     python benchmarks/run_all.py --only cold_compile,memory --no-readme
     python benchmarks/run_all.py --full     # the long scripts at their full setting too
 
