@@ -115,12 +115,18 @@ def test_reference_holds_one_layer_of_weights_at_a_time(tmp_path: Path) -> None:
     assert max(most) <= 2 and not tracked.alive  # a dense layer's weight and bias, then none
 
 
-def test_saved_weights_are_the_compiled_weights(tmp_path: Path) -> None:
+def _conv_with_saved_weights(tmp_path: Path) -> tuple[netc.Compiled, Path]:
+    """The conv net compiled in memory, and written as verify writes it (weights in a data file)."""
     source = tmp_path / "m.net"
     source.write_text(CONV)
     compiled = netc.compile_file(source)
     out = tmp_path / "model.onnx"
     _stream_external(compiled, source, out)
+    return compiled, out
+
+
+def test_saved_weights_are_the_compiled_weights(tmp_path: Path) -> None:
+    compiled, out = _conv_with_saved_weights(tmp_path)
     saved = SavedWeights(out)
     for name, value in compiled.params.items():
         assert saved[name].dtype == value.dtype and np.array_equal(saved[name], value), name
@@ -137,11 +143,7 @@ def test_saved_weights_are_the_compiled_weights(tmp_path: Path) -> None:
 
 
 def test_two_step_session_computes_as_the_one_step_session(tmp_path: Path) -> None:
-    source = tmp_path / "m.net"
-    source.write_text(CONV)
-    compiled = netc.compile_file(source)
-    out = tmp_path / "model.onnx"
-    _stream_external(compiled, source, out)
+    compiled, out = _conv_with_saved_weights(tmp_path)
     specs = graph_specs(compiled.graph)
     inputs = random_inputs(specs, 0, None, default=(2, 3))
     lean = make_lean_session(out, "cpu", 0, min_bytes=0)
