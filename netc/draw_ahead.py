@@ -119,9 +119,14 @@ class DrawAhead:
             self._held = None
 
 
+MAX_WORKERS = 4  # past this the single writer is the bottleneck, and each worker holds its own ring
+
+
 def default_workers() -> int:
-    """One drawing thread per core this process may use (the writer mostly waits)."""
+    """One drawing thread per core this process may use (the writer mostly waits), at most
+    MAX_WORKERS."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on every platform
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))

@@ -70,3 +70,12 @@ def test_stopping_early_ends_the_workers() -> None:
         next(ahead.pieces(SPECS[0]))  # the workers are now blocked on full rings
         raise KeyboardInterrupt
     assert threading.active_count() == before
+
+
+def test_workers_follow_the_cores_up_to_a_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import netc.draw_ahead as draw_ahead
+
+    monkeypatch.setattr(draw_ahead.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert draw_ahead.default_workers() == draw_ahead.MAX_WORKERS  # rings stay a few pieces on big machines
+    monkeypatch.setattr(draw_ahead.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert draw_ahead.default_workers() == 1
